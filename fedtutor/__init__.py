@@ -1,0 +1,36 @@
+"""fedtutor: federated learning from first principles, on plain PyTorch.
+
+The helper package behind the course's notebooks. One flat module per concern:
+
+- ``data``      find MNIST (full or the bundled MNIST-mini) and Fashion-MNIST; in-memory tensors
+- ``models``    the 2NN and CNN of McMahan et al. 2017, and a tiny linear model for toy data
+- ``training``  train / evaluate / fit with progress bars and a plottable history
+- ``plots``     the figures the notebooks draw
+- ``exercises`` ``check()`` / ``hint()`` / ``solution()`` for every exercise
+- ``cli``       ``fedtutor doctor`` and friends
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import torch
+
+__version__ = "0.1.0"
+
+
+def quick_mode() -> bool:
+    """True when notebooks should shrink data and rounds: ``FEDTUTOR_QUICK=1`` or ``CI=true``."""
+    return os.environ.get("FEDTUTOR_QUICK") == "1" or os.environ.get("CI", "").lower() == "true"
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's and torch's global generators; returns a fresh generator with the same seed.
+
+    Passing that generator explicitly (to DataLoaders, partitioners, ...) keeps results the same
+    even when cells run in another order, which global seeding alone cannot promise.
+    """
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

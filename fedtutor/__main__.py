@@ -1,0 +1,5 @@
+"""``python -m fedtutor`` is the same as the ``fedtutor`` command."""
+
+from fedtutor.cli import main
+
+raise SystemExit(main())
