@@ -1,0 +1,92 @@
+"""Wall time and peak memory of every notebook, in quick and full mode.
+
+Each notebook runs in a fresh process (nbclient, kernel python3); its kernel's peak resident
+memory is read from getrusage(RUSAGE_CHILDREN) once the kernel has exited. The baseline,
+measured in the same run, is an almost empty notebook (kernel start-up plus `import fedtutor`),
+so the ratio says how much of the time is the lesson itself on this machine, whatever its speed.
+Targets (2-core CPU): full mode under 180 s and 2 GB per notebook; quick mode for the whole
+course under 300 s.
+
+Usage:  python benchmarks/notebooks.py [--mode quick|full|both] [NOTEBOOK ...]
+Linux and macOS (uses the `resource` module).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+FULL_BUDGET_S, FULL_BUDGET_GB, QUICK_SUITE_BUDGET_S = 180.0, 2.0, 300.0
+
+RUNNER = r"""
+import json, resource, sys, time
+import nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+start = time.perf_counter()
+NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
+seconds = time.perf_counter() - start
+peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the kernel, reaped by now
+print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 2**20}))
+"""
+
+
+def run_notebook(path: Path, quick: bool) -> dict[str, float]:
+    env = dict(os.environ, FEDTUTOR_QUICK="1" if quick else "0", CI="true" if quick else "false")
+    out = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(path), str(path.parent)], env=env, capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{path.name} failed in {'quick' if quick else 'full'} mode:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def baseline_notebook() -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import fedtutor\nfedtutor.seed_everything(0)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = Path(tempfile.mkdtemp()) / "baseline.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=["quick", "full", "both"], default="both")
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    args = parser.parse_args()
+    notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+    modes = ["quick", "full"] if args.mode == "both" else [args.mode]
+    base = run_notebook(baseline_notebook(), quick=True)
+    print(f"baseline (kernel start + import fedtutor): {base['seconds']:.1f} s, {base['peak_mb']:.0f} MB peak\n")
+    print(f"{'notebook':<34} {'mode':<6} {'wall s':>8} {'x base':>7} {'peak MB':>8}  verdict")
+    for mode in modes:
+        total = 0.0
+        for path in notebooks:
+            r = run_notebook(path, quick=mode == "quick")
+            total += r["seconds"]
+            verdict = ""
+            if mode == "full":
+                ok = r["seconds"] <= FULL_BUDGET_S and r["peak_mb"] <= FULL_BUDGET_GB * 1024
+                verdict = "ok" if ok else f"OVER ({FULL_BUDGET_S:.0f} s / {FULL_BUDGET_GB:.0f} GB)"
+            ratio = r["seconds"] / base["seconds"]
+            print(
+                f"{path.name:<34} {mode:<6} {r['seconds']:>8.1f} {ratio:>7.1f} {r['peak_mb']:>8.0f}  {verdict}",
+                flush=True,
+            )
+        if mode == "quick":
+            verdict = "ok" if total <= QUICK_SUITE_BUDGET_S else f"OVER {QUICK_SUITE_BUDGET_S:.0f} s"
+            row = f"{'quick suite total':<34} {'quick':<6} {total:>8.1f} {total / base['seconds']:>7.1f} {'':>8}"
+            print(f"{row}  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
