@@ -138,7 +138,9 @@ def read_idx(path: Path) -> torch.Tensor:
     shape = struct.unpack(f">{ndim}I", raw[4:header_len])
     expected = int(np.prod(shape)) if shape else 0
     if len(raw) - header_len != expected:
-        raise _damaged(path, f"holds {len(raw) - header_len:,} data bytes, its header promises {expected:,} (truncated?)")
+        raise _damaged(
+            path, f"holds {len(raw) - header_len:,} data bytes, its header promises {expected:,} (truncated?)"
+        )
     array = np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape)
     return torch.from_numpy(array.copy())
 
@@ -300,7 +302,7 @@ def _resolve(kind: str, download: bool) -> DataSource:
     return source
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_source(kind: str, download: bool) -> DataSource:
     return _resolve(kind, download)
 
@@ -365,3 +367,78 @@ def subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int = 0) -> tuple[tor
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
     return x[idx], y[idx]
 
+
+# ----------------------------------------------------------------------------- partitions
+# How a federated experiment splits one dataset between clients. Each partitioner takes the
+# labels (N,) and returns one int64 index tensor per client; every example lands in exactly one
+# client, and the seed alone fixes the split.
+
+
+def _check_partition_args(labels: torch.Tensor, num_clients: int) -> None:
+    if not isinstance(labels, torch.Tensor) or labels.ndim != 1:
+        raise ValueError(
+            f"labels must be a 1-D tensor (N,), got {type(labels).__name__} {getattr(labels, 'shape', '')}."
+        )
+    if not isinstance(num_clients, int) or not 1 <= num_clients <= len(labels):
+        raise ValueError(
+            f"num_clients must be an integer from 1 to the number of examples ({len(labels)}), got {num_clients!r}."
+        )
+
+
+def iid(labels: torch.Tensor, num_clients: int, seed: int = 0) -> list[torch.Tensor]:
+    """Shuffle, then deal out equal-size parts (sizes differ by at most one): every client sees every class."""
+    _check_partition_args(labels, num_clients)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    return [part.sort().values for part in order.tensor_split(num_clients)]
+
+
+def shards(labels: torch.Tensor, num_clients: int, shards_per_client: int = 2, seed: int = 0) -> list[torch.Tensor]:
+    """McMahan et al.'s pathological non-IID split: sort by label, cut ``num_clients * shards_per_client``
+    equal shards, give each client ``shards_per_client`` random ones (so mostly 2 classes each)."""
+    _check_partition_args(labels, num_clients)
+    num_shards = num_clients * shards_per_client
+    if not isinstance(shards_per_client, int) or shards_per_client < 1 or num_shards > len(labels):
+        raise ValueError(
+            f"shards_per_client must be a positive integer with num_clients * shards_per_client <= {len(labels)} "
+            f"examples, got {shards_per_client!r} (x {num_clients} clients)."
+        )
+    by_label = torch.sort(labels, stable=True).indices  # (N,): all 0s, then all 1s, ...
+    pieces = by_label.tensor_split(num_shards)
+    deal = torch.randperm(num_shards, generator=torch.Generator().manual_seed(seed)).reshape(num_clients, -1)
+    return [torch.cat([pieces[s] for s in row.tolist()]).sort().values for row in deal]
+
+
+def dirichlet(labels: torch.Tensor, num_clients: int, alpha: float, seed: int = 0) -> list[torch.Tensor]:
+    """Label skew of tunable strength: each class is split between clients in proportions drawn from
+    Dirichlet(alpha, ..., alpha). Large alpha (100) is close to IID; small alpha (0.1) gives each
+    client a few dominant classes, and some clients may get no examples at all."""
+    _check_partition_args(labels, num_clients)
+    if not isinstance(alpha, (int, float)) or not 0 < alpha < float("inf"):
+        raise ValueError(f"alpha must be a positive number (0.1 = very skewed, 100 = nearly IID), got {alpha!r}.")
+    rng = np.random.default_rng(seed)
+    parts: list[list[torch.Tensor]] = [[] for _ in range(num_clients)]
+    for c in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == c).squeeze(1)  # (n_c,)
+        members = members[torch.from_numpy(rng.permutation(len(members)))]
+        shares = rng.dirichlet(np.full(num_clients, float(alpha)))  # (K,), sums to 1
+        cuts = (np.cumsum(shares)[:-1] * len(members)).astype(int)
+        for k, piece in enumerate(np.split(members.numpy(), cuts)):
+            parts[k].append(torch.from_numpy(piece))
+    return [torch.cat(p).sort().values for p in parts]
+
+
+def label_counts(labels: torch.Tensor, parts: list[torch.Tensor], classes: int = 10) -> torch.Tensor:
+    """(num_clients, classes) table: row k counts client k's examples of each class."""
+    return torch.stack([torch.bincount(labels[p], minlength=classes) for p in parts])
+
+
+def describe_partition(labels: torch.Tensor, parts: list[torch.Tensor], classes: int = 10) -> str:
+    """One summary line: clients, sizes, and how many classes a typical client holds."""
+    counts = label_counts(labels, parts, classes)  # (K, classes)
+    sizes = counts.sum(1)
+    present = (counts > 0).sum(1).float()
+    return (
+        f"{len(parts)} clients, {int(sizes.sum()):,} examples, {int(sizes.min())}-{int(sizes.max())} each "
+        f"(median {int(sizes.median())}); classes per client: median {present.median().item():.0f}, "
+        f"min {int(present.min())}, max {int(present.max())}"
+    )

@@ -80,3 +80,75 @@ def line(xs: Sequence[float], ys: Sequence[float], xlabel: str, ylabel: str, tit
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- notebooks 06-07: federated learning
+
+
+def accuracy_curves(histories, title: str = "Test accuracy", target: float | None = None, x: str = "round"):
+    """Test accuracy of several federated runs (``federated.History``) against rounds or MB sent."""
+    if x not in ("round", "mb"):
+        raise ValueError(f"x must be 'round' or 'mb', got {x!r}.")
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for h in histories:
+        xs = h["round"] if x == "round" else h.cumulative_mb()
+        ax.plot(xs, [100 * a for a in h["test_acc"]], "-", marker="." if len(h) < 60 else None, label=h.label)
+    if target is not None:
+        ax.axhline(100 * target, color="gray", linestyle=":", label=f"target {target:.0%}")
+    xlabel = "communication round" if x == "round" else "MB communicated (up + down)"
+    ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
+    if x == "round":
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))  # rounds are whole numbers
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def label_distribution(counts: torch.Tensor, title: str = "Labels held by each client", ax=None):
+    """Stacked bars: one bar per client, one colour per class; counts is (clients, classes)."""
+    clients, classes = counts.shape
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(min(12, 2 + 0.25 * clients), 3.4))
+    else:
+        fig = ax.figure
+    bottom = torch.zeros(clients)
+    colors = plt.get_cmap("tab10")
+    for c in range(classes):
+        ax.bar(range(clients), counts[:, c], bottom=bottom, color=colors(c % 10), width=0.85, label=str(c))
+        bottom += counts[:, c]
+    ax.set(xlabel="client", ylabel="examples", title=title)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.legend(title="digit", ncol=2, fontsize=8, bbox_to_anchor=(1.01, 1), loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- notebook 08: privacy
+
+
+def histograms(samples: dict[str, torch.Tensor], xlabel: str, title: str = "", bins: int = 40, marker=None):
+    """Overlaid step histograms, one per labelled sample; ``marker`` draws a labelled vertical line."""
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for label, values in samples.items():
+        ax.hist(values.flatten().double().numpy(), bins=bins, histtype="step", linewidth=1.8, label=label)
+    if marker is not None:
+        ax.axvline(marker[0], color="gray", linestyle=":", label=marker[1])
+    ax.set(xlabel=xlabel, ylabel="count", title=title)
+    ax.legend(fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def privacy_tradeoff(noise_multipliers: Sequence[float], accuracies: Sequence[float], epsilons: Sequence[float]):
+    """Final test accuracy against the DP noise multiplier, each point labelled with its epsilon."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    ax.plot(noise_multipliers, [100 * a for a in accuracies], "o-", color="C3")
+    for sigma, acc, eps in zip(noise_multipliers, accuracies, epsilons, strict=True):
+        text = "no noise, ε=∞" if eps == float("inf") else f"ε≈{eps:.3g}"
+        ax.annotate(text, (sigma, 100 * acc), textcoords="offset points", xytext=(4, 7), fontsize=9)
+    ax.set(xlabel="noise multiplier σ (noise std = σ·S on the sum)", ylabel="test accuracy (%)")
+    ax.set_title("DP-FedAvg: privacy costs accuracy")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,219 @@
+"""fedtutor's FedAvg engine vs Flower's simulation on the same workload, same machine, one run.
+
+Workload (McMahan et al.'s client size): 10 clients x 600 examples (Fashion-MNIST when the Debian
+package is installed, else MNIST-mini's 5,000 as 10 x 500), the paper's CNN, E=1, B=10, lr=0.05,
+all clients in every round, 5 rounds, test accuracy on the full test set after every round. Both
+sides start from the same model and the same partition and call the same client training function
+(``fedtutor.federated.train_client``), so they also reach the same accuracy.
+
+Each side runs in its own fresh Python process, so neither pays for the other's imports; the
+parent samples the summed memory of that process and all its descendants (Ray starts several)
+every 0.2 s and keeps the peak. On Linux the sum is of PSS (proportional set size: a page shared
+by k processes counts 1/k in each), so shared libraries such as torch's are not counted once per
+process; elsewhere it is RSS, which overcounts them.
+
+Flower's simulation needs Ray: ``pip install "flwr[simulation]"``. Without flwr (or Ray) the
+benchmark says so and exits 0. ``--deployment`` also times ``fedtutor.flower.run_deployment``
+(real SuperLink/SuperNode processes on 127.0.0.1) on the same workload.
+
+Usage: python benchmarks/flower_compare.py [--rounds 5] [--model cnn] [--deployment]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLIENTS, PER_CLIENT = 10, 600
+
+
+def workload(rounds: int, model: str):
+    from fedtutor import data
+    from fedtutor.flower import DeploymentConfig
+
+    fashion = data.SYSTEM_FASHION_MNIST.exists()
+    return DeploymentConfig(
+        clients=CLIENTS,
+        rounds=rounds,
+        model=model,
+        dataset="fashion-mnist" if fashion else "mnist",
+        train_examples=CLIENTS * PER_CLIENT if fashion else 0,  # MNIST-mini: all 5,000
+        epochs=1,
+        batch_size=10,
+        lr=0.05,
+        seed=0,
+        min_clients=CLIENTS,
+        straggler_timeout=600.0,
+        port=9180,
+    )
+
+
+# ----------------------------------------------------------------------------- one side, in a child process
+
+
+def run_fedtutor(config) -> dict:
+    from fedtutor import data, federated, flower
+
+    clients = [flower.partition_for(config, k, config.clients) for k in range(config.clients)]
+    model = flower.initial_model(config)
+    strategy = federated.FedAvg(fraction=1.0, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr)
+    ends = []
+    started = time.perf_counter()
+    history = federated.run_federated(
+        model,
+        clients,
+        data.load_tensors(config.dataset, train=False),
+        strategy,
+        config.rounds,
+        config.seed,
+        progress=False,
+        live=False,
+        on_round=lambda record: ends.append(time.perf_counter()),
+    )
+    return {"per_round_s": (ends[-1] - started) / len(ends), "accuracy": history["test_acc"]}
+
+
+def run_flower_simulation(config) -> dict:
+    import logging
+
+    from flwr.simulation import run_simulation
+
+    from fedtutor import flower
+
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    progress = Path(tempfile.mkdtemp()) / "progress.jsonl"
+    started = time.perf_counter()
+    run_simulation(
+        server_app=flower.build_server_app(config, progress_file=progress),
+        client_app=flower.build_client_app(config),
+        num_supernodes=config.clients,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
+    )
+    wall = time.perf_counter() - started
+    records = [json.loads(line) for line in progress.read_text().splitlines()]
+    rounds = [r for r in records if "round" in r]
+    if len(rounds) != config.rounds:
+        raise RuntimeError(f"Flower's simulation finished {len(rounds)} of {config.rounds} rounds: {records[-1:]}")
+    # server_s counts from the start of the ServerApp's loop, after Ray's start-up.
+    return {
+        "wall_s": wall,
+        "per_round_s": rounds[-1]["server_s"] / len(rounds),
+        "accuracy": [r["test_acc"] for r in rounds],
+    }
+
+
+def run_deployment(config) -> dict:
+    from fedtutor import flower
+
+    started = time.perf_counter()
+    history = flower.run_deployment(config, echo=lambda line: None)
+    rounds = history.records
+    return {
+        "wall_s": time.perf_counter() - started,
+        "per_round_s": (rounds[-1]["server_s"] - rounds[0]["server_s"]) / max(len(rounds) - 1, 1),
+        "accuracy": history["test_acc"],
+    }
+
+
+SIDES = {"fedtutor": run_fedtutor, "flower-simulation": run_flower_simulation, "flower-deployment": run_deployment}
+
+
+# ----------------------------------------------------------------------------- the parent: measure each side
+
+
+def measure(side: str, args: argparse.Namespace) -> dict:
+    """Run one side in a fresh interpreter; wall time of the whole process and peak RSS of its tree."""
+    import psutil
+
+    command = [sys.executable, __file__, "--side", side, "--rounds", str(args.rounds), "--model", args.model]
+    started = time.perf_counter()
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    root, peak = psutil.Process(child.pid), 0
+    deadline = started + args.timeout
+    while child.poll() is None:
+        if time.perf_counter() > deadline:  # e.g. Ray can hang after a failed start-up: stop its whole tree
+            for proc in [*root.children(recursive=True), root]:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            raise SystemExit(f"{side} did not finish within {args.timeout:g} s; stopped it.")
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            tree = []
+        total = 0
+        for proc in tree:
+            with contextlib.suppress(psutil.Error):  # it may have ended since we listed it
+                total += _memory(proc)
+        peak = max(peak, total)
+        time.sleep(0.2)
+    out, err = child.communicate()
+    if child.returncode != 0:
+        errors = [line for line in err.splitlines() if "Error" in line or "error" in line][:20]
+        raise SystemExit(f"{side} failed (exit {child.returncode}):\n" + "\n".join(errors) + f"\n...\n{err[-2000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(process_wall_s=time.perf_counter() - started, peak_mb=peak / 1e6)
+    return result
+
+
+def _memory(proc) -> int:
+    """PSS where the OS reports it (Linux), else RSS."""
+    info = proc.memory_full_info() if sys.platform.startswith("linux") else proc.memory_info()
+    return getattr(info, "pss", info.rss)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--model", default="cnn", choices=["cnn", "2nn"])
+    parser.add_argument("--deployment", action="store_true", help="also time the real-process deployment")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per side (default 1800)")
+    parser.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)  # internal: one child
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+
+    if args.side:  # child process: run one side, print one JSON line
+        result = SIDES[args.side](workload(args.rounds, args.model))
+        print(json.dumps(result))
+        return 0
+
+    missing = [name for name in ("flwr", "ray") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f'skipped: Flower\'s simulation needs {" and ".join(missing)}; pip install "flwr[simulation]"')
+        return 0
+    config = workload(args.rounds, args.model)
+    n_train = config.train_examples or 5000
+    print(
+        f"workload: {config.clients} clients x {n_train // config.clients} {config.dataset} examples, "
+        f"{config.model.upper()}, E={config.epochs}, B={config.batch_size}, {config.rounds} rounds, "
+        "every client every round"
+    )
+    sides = ["fedtutor", "flower-simulation"] + (["flower-deployment"] if args.deployment else [])
+    results = {side: measure(side, args) for side in sides}
+
+    print(f"\n{'':<19}{'wall (process)':>15}{'per round':>11}{'peak mem':>11}{'final acc':>11}")
+    for side, r in results.items():
+        print(
+            f"{side:<19}{r['process_wall_s']:>13.1f} s{r['per_round_s']:>9.2f} s"
+            f"{r['peak_mb']:>8.0f} MB{r['accuracy'][-1]:>10.2%}"
+        )
+    ours, theirs = results["fedtutor"], results["flower-simulation"]
+    wall_ratio = ours["process_wall_s"] / theirs["process_wall_s"]
+    round_ratio = ours["per_round_s"] / theirs["per_round_s"]
+    memory_ratio = ours["peak_mb"] / theirs["peak_mb"]
+    print(f"\nfedtutor / Flower simulation: wall {wall_ratio:.2f}x (target <= 0.50), per round {round_ratio:.2f}x, ")
+    print(f"peak memory {memory_ratio:.2f}x (target <= 0.33)")
+    gap = max(abs(a - b) for a, b in zip(ours["accuracy"], theirs["accuracy"], strict=True))
+    print(f"largest per-round accuracy difference between the two: {gap:.4f} (same seed, same client code)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

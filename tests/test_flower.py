@@ -1,0 +1,305 @@
+"""Flower integration: the same training code in fedtutor's engine and on Flower.
+
+Collected only where ``flwr`` is installed (``pip install -e ".[flower]"``; CI installs it).
+Fast tests drive the real ``ClientApp`` and the server loop through an in-process grid; the
+process tests start a real SuperLink and SuperNodes on loopback, kill one client mid-run, and
+check that every process is gone afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+flwr = pytest.importorskip("flwr")
+
+import psutil  # noqa: E402 - after the skip: only these tests need it
+from flwr.app import Context, Message, RecordDict  # noqa: E402
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+
+from fedtutor import data, federated, flower  # noqa: E402
+from fedtutor.flower import DeploymentConfig, DeploymentError  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# ----------------------------------------------------------------------------- an in-process grid
+
+
+class InProcessGrid:
+    """A test double for Flower's Grid: delivers each message straight to ``client_app`` in this
+    process. Nodes listed in ``dead`` never answer, like a crashed client process."""
+
+    def __init__(self, config: DeploymentConfig, dead: set[int] = frozenset()) -> None:
+        # The runtime tells each Flower process who it is; messages built there carry it.
+        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 0, 0, 0
+        self.app = flower.build_client_app()
+        self.config, self.dead = config, set(dead)
+        self.nodes = {100 + i: i for i in range(config.clients)}  # node id -> partition id
+        self.replies: dict[str, Message] = {}
+        self.count = 0
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+    def push_messages(self, messages):
+        ids = []
+        for msg in messages:
+            self.count += 1
+            msg.metadata.__dict__["_message_id"] = f"m{self.count}"  # as Flower's InMemoryGrid does
+            ids.append(msg.metadata.message_id)
+            node = msg.metadata.dst_node_id
+            if node in self.dead:
+                continue
+            node_config = {"partition-id": self.nodes[node], "num-partitions": len(self.nodes)}
+            context = Context(0, node, node_config, RecordDict(), self.config.to_run_config())
+            self.replies[msg.metadata.message_id] = self.app(message=msg, context=context)
+        return ids
+
+    def pull_messages(self, message_ids):
+        return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
+
+
+def simulate(config: DeploymentConfig) -> tuple[federated.History, torch.nn.Module]:
+    """fedtutor's own engine on the same workload: all clients every round, same seed."""
+    x, y = data.load_tensors()
+    clients = [flower.partition_for(config, k, config.clients) for k in range(config.clients)]
+    assert sum(len(c) for c in clients) == len(x)
+    model = flower.initial_model(config)
+    strategy = federated.FedAvg(fraction=1.0, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr)
+    history = federated.run_federated(
+        model, clients, data.load_tensors(train=False), strategy, config.rounds, config.seed, workers=1, progress=False
+    )
+    return history, model
+
+
+# ----------------------------------------------------------------------------- fast tests
+
+
+def test_flower_rounds_match_fedtutor_simulation():
+    """Same seed, same partition, same training function: Flower's FedAvg (serialized through
+    ArrayRecords, aggregated by flwr) reaches the same model as fedtutor's engine."""
+    config = DeploymentConfig(clients=2, rounds=2, seed=3)
+    records = flower.fedavg_rounds(InProcessGrid(config), config)
+    sim_history, sim_model = simulate(config)
+    assert [r["clients"] for r in records] == [[0, 1], [0, 1]]
+    for mine, theirs in zip(records, sim_history.records, strict=True):
+        assert mine["test_acc"] == pytest.approx(theirs["test_acc"], abs=2e-3)
+        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-4)
+    assert records[-1]["test_acc"] > 0.8  # 2NN, 2 rounds, 5,000 MNIST-mini digits
+
+
+def test_server_drops_a_silent_client_and_finishes():
+    config = DeploymentConfig(clients=3, rounds=2, min_clients=2, straggler_timeout=0.5)
+    grid = InProcessGrid(config, dead={102})
+    records = flower.fedavg_rounds(grid, config)
+    assert [r["clients"] for r in records] == [[0, 1], [0, 1]]
+    assert [r["lost"] for r in records] == [1, 0]  # dropped once, then no longer asked
+    model_bytes = records[0]["bytes_up"] // 2
+    assert [r["bytes_down"] for r in records] == [3 * model_bytes, 2 * model_bytes]
+    assert records[-1]["test_acc"] > 0.5
+
+
+def test_server_stops_clearly_below_min_clients():
+    config = DeploymentConfig(clients=2, rounds=2, min_clients=2, straggler_timeout=0.5)
+    events = []
+    with pytest.raises(DeploymentError, match=r"only 1 of 2 clients replied in time, fewer than min_clients=2"):
+        flower.fedavg_rounds(InProcessGrid(config, dead={101}), config, events.append)
+    assert events == []  # no round was reported as done
+
+
+def test_same_seed_same_numbers():
+    config = DeploymentConfig(clients=2, rounds=1, seed=7)
+    first = flower.fedavg_rounds(InProcessGrid(config), config)
+    second = flower.fedavg_rounds(InProcessGrid(config), config)
+    assert [r["test_loss"] for r in first] == [r["test_loss"] for r in second]
+
+
+def test_partitions_cover_the_data_once():
+    for partition in flower.PARTITIONERS:
+        config = DeploymentConfig(clients=3, partition=partition)
+        parts = [flower.partition_for(config, k, 3) for k in range(3)]
+        assert sum(len(p) for p in parts) == len(data.load_tensors()[1])
+    with pytest.raises(ValueError, match="partition_id must be in 0..2"):
+        flower.partition_for(DeploymentConfig(clients=3), 3, 3)
+
+
+def test_train_examples_takes_a_seeded_subset():
+    config = DeploymentConfig(clients=4, train_examples=1000, seed=1)
+    parts = [flower.partition_for(config, k, 4) for k in range(4)]
+    assert [len(p) for p in parts] == [250] * 4
+    again = flower.partition_for(config, 2, 4)
+    assert torch.equal(again.x, parts[2].x)
+
+
+def test_commands_use_one_port_each_and_loopback():
+    commands = flower.deployment_commands(DeploymentConfig(clients=3, port=9300), "/app")
+    assert list(commands) == ["superlink", "client-0", "client-1", "client-2", "run"]
+    ports = [cmd[cmd.index("--port") + 1] for name, cmd in commands.items() if name != "run"]
+    assert ports == ["9300", "9301", "9302", "9303"]
+    assert all("127.0.0.1" in cmd for name, cmd in commands.items() if name != "run")
+    assert "--disable-runtime-dependency-installation" in commands["superlink"]  # no installs at run time
+    assert commands["client-2"][-1] == "partition-id=2 num-partitions=3"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"clients": 0}, "clients must be an integer >= 1"),
+        ({"clients": 2, "min_clients": 3}, r"min_clients \(3\) cannot exceed clients \(2\)"),
+        ({"model": "resnet"}, "Unknown model 'resnet'"),
+        ({"partition": "random"}, "Unknown partition 'random'"),
+        ({"straggler_timeout": 0}, "straggler_timeout must be positive"),
+        ({"port": 80}, "port must be an integer in 1024"),
+        ({"dataset": "cifar"}, "Unknown dataset 'cifar'"),
+    ],
+)
+def test_bad_config_is_refused_clearly(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DeploymentConfig(**kwargs)
+
+
+def test_run_config_round_trip():
+    config = DeploymentConfig(clients=4, batch_size=0, partition="dirichlet", alpha=0.3)
+    assert DeploymentConfig.from_run_config({**config.to_run_config(), "progress-file": "x"}) == config
+
+
+def test_cli_rejects_bad_values_with_status_2(capsys):
+    from fedtutor.cli import main
+
+    assert main(["flower", "--clients", "2", "--min-clients", "5"]) == 2
+    assert "min_clients (5) cannot exceed clients (2)" in capsys.readouterr().err
+
+
+def test_busy_port_is_reported_before_starting_anything(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = DeploymentConfig(clients=1, rounds=1, port=port)
+        with pytest.raises(DeploymentError, match=f"port {port} on 127.0.0.1 is already in use"):
+            flower.run_deployment(config, workdir=tmp_path, echo=lambda line: None)
+    assert not list(tmp_path.glob("*.log"))  # nothing was started
+
+
+def test_without_flwr_fedtutor_works_and_says_how_to_install():
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["flwr"] = None  # as if flwr were not installed
+        import fedtutor, fedtutor.data, fedtutor.federated, fedtutor.flower as fl
+        from fedtutor.cli import main
+        assert not fl.flower_available()
+        fl.DeploymentConfig(clients=3)  # configuration needs no Flower
+        for build in (fl.build_client_app, lambda: fl.server_app, lambda: fl.run_deployment()):
+            try:
+                build()
+            except fl.FlowerNotInstalled as err:
+                assert 'pip install "fedtutor[flower]"' in str(err), err
+            else:
+                raise AssertionError("no FlowerNotInstalled")
+        sys.exit(main(["flower"]))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 1, done.stderr
+    assert (
+        'needs Flower (the `flwr` package), which is not installed. Fix: pip install "fedtutor[flower]"' in done.stderr
+    )
+
+
+# ----------------------------------------------------------------------------- real processes
+
+
+def free_port_block(n: int) -> int:
+    """A base port with ``n`` free ports after it (checked, then released)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n < 65535 and all(_free(p) for p in range(base, base + n)):
+            return base
+    raise RuntimeError("no free port block")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def processes_using(ports: range) -> list[str]:
+    """Live (non-zombie) processes whose command line names one of our ports."""
+    marks = [f"127.0.0.1:{p}" for p in ports] + [f"--port {p}" for p in ports]
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            line = " ".join(proc.info["cmdline"] or [])
+        except psutil.Error:
+            continue
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.pid != os.getpid() and any(m in line for m in marks):
+            found.append(f"{proc.pid}: {line}")
+    return found
+
+
+def fedtutor_flower(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "fedtutor", "flower", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=env,
+    )
+
+
+def test_cli_deployment_survives_a_killed_client_and_leaves_no_process(tmp_path):
+    port = free_port_block(4)
+    run = fedtutor_flower(
+        *("--clients", "3", "--rounds", "2", "--min-clients", "2", "--straggler-timeout", "15"),
+        *("--kill-client-after-round", "1", "--port", str(port), "--logs", str(tmp_path)),
+    )
+    try:
+        out, err = run.communicate(timeout=300)
+    finally:
+        run.kill()
+    assert run.returncode == 0, f"{out}\n{err}"
+    lines = [line for line in out.splitlines() if line.startswith("round ")]
+    assert [line.split(":")[0] for line in lines] == ["round 1/2", "round 2/2"]
+    assert "3 clients" in lines[0] and "2 clients; lost client(s) [2]" in lines[1]
+    final_acc = float(lines[-1].split("test accuracy ")[1].split("%")[0]) / 100
+    assert final_acc > 0.5  # well above chance (10%)
+    assert "all Flower processes stopped" in out
+    assert processes_using(range(port, port + 4)) == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT, as Ctrl-C in a terminal does")
+def test_ctrl_c_stops_every_process(tmp_path):
+    port = free_port_block(3)
+    run = fedtutor_flower("--clients", "2", "--rounds", "50", "--port", str(port), "--logs", str(tmp_path))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not processes_using(range(port + 1, port + 3)):
+            time.sleep(0.5)
+        time.sleep(3)  # let the SuperNodes start their helpers
+        assert processes_using(range(port, port + 3)), "the deployment never started"
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130, f"{out}\n{err}"
+    assert "interrupted; all Flower processes were stopped" in err
+    assert processes_using(range(port, port + 3)) == []
