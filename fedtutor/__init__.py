@@ -2,12 +2,18 @@
 
 The helper package behind the course's notebooks. One flat module per concern:
 
-- ``data``      find MNIST (full or the bundled MNIST-mini) and Fashion-MNIST; in-memory tensors
-- ``models``    the 2NN and CNN of McMahan et al. 2017, and a tiny linear model for toy data
-- ``training``  train / evaluate / fit with progress bars and a plottable history
-- ``plots``     the figures the notebooks draw
-- ``exercises`` ``check()`` / ``hint()`` / ``solution()`` for every exercise
-- ``cli``       ``fedtutor doctor`` and friends
+- ``data``       find MNIST (full or the bundled MNIST-mini) and Fashion-MNIST; in-memory
+                 tensors; the ``iid`` / ``shards`` / ``dirichlet`` partitioners
+- ``models``     the 2NN and CNN of McMahan et al. 2017, and a tiny linear model for toy data
+- ``training``   train / evaluate / fit with progress bars and a plottable history
+- ``workers``    virtual workers, pointers and a message log: computing on data you cannot see
+- ``federated``  FedAvg / FedSGD / FedProx, server momentum, sampling, dropouts, a round ``History``
+- ``privacy``    gradient inversion, secret sharing, secure aggregation, DP-FedAvg
+- ``flower``     the same client code on Flower, as real server and client processes (optional extra)
+- ``plots``, ``widgets``  the figures and ipywidgets controls the notebooks use
+- ``exercises``  ``check()`` / ``hint()`` / ``solution()`` for every exercise
+- ``classroom``  learner workspaces (``fedtutor start``) and student versions (``fedtutor student``)
+- ``cli``        the ``fedtutor`` command: doctor, start, student, demo, flower
 """
 
 from __future__ import annotations

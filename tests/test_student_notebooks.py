@@ -26,10 +26,11 @@ from fedtutor.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = sorted((REPO / "notebooks").glob("*.ipynb"))
-QUICK_ENV = {"CI": "true", "FEDTUTOR_QUICK": "1"}
 CELL_TIMEOUT_S = 300
-# Kernels run side by side; more than the machine's cores only makes each one slower.
+# Kernels run side by side, one per core, each with one torch thread: two-thread kernels on
+# shared cores spin against each other and run several times slower than one thread each.
 PARALLEL = max(1, min(4, (os.cpu_count() or 2)))
+QUICK_ENV = {"CI": "true", "FEDTUTOR_QUICK": "1", "OMP_NUM_THREADS": "1"}
 
 
 async def execute_all(paths: list[Path], parallel: int) -> dict[str, nbformat.NotebookNode]:
