@@ -254,6 +254,13 @@ def processes_using(ports: range) -> list[str]:
     return found
 
 
+def _like_a_terminal() -> None:
+    """Ctrl-C reaches a command typed in a terminal. A test runner started in the background
+    (``cmd &`` in a script, as CI may be) inherits SIGINT *ignored*, and Python keeps ignoring it,
+    so restore the default before exec: the test then sees what a learner's terminal sees."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def fedtutor_flower(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
@@ -263,6 +270,7 @@ def fedtutor_flower(*args: str) -> subprocess.Popen:
         text=True,
         cwd=REPO,
         env=env,
+        preexec_fn=_like_a_terminal,
     )
 
 
