@@ -254,6 +254,16 @@ def processes_using(ports: range) -> list[str]:
     return found
 
 
+def kill_tree(run: subprocess.Popen) -> None:
+    """After a failed test, stop the CLI *and* what it started, so no server outlives the test."""
+    try:
+        for child in psutil.Process(run.pid).children(recursive=True):
+            child.kill()
+    except psutil.NoSuchProcess:
+        pass
+    run.kill()
+
+
 def _like_a_terminal() -> None:
     """Ctrl-C reaches a command typed in a terminal. A test runner started in the background
     (``cmd &`` in a script, as CI may be) inherits SIGINT *ignored*, and Python keeps ignoring it,
@@ -283,7 +293,7 @@ def test_cli_deployment_survives_a_killed_client_and_leaves_no_process(tmp_path)
     try:
         out, err = run.communicate(timeout=300)
     finally:
-        run.kill()
+        kill_tree(run)
     assert run.returncode == 0, f"{out}\n{err}"
     lines = [line for line in out.splitlines() if line.startswith("round ")]
     assert [line.split(":")[0] for line in lines] == ["round 1/2", "round 2/2"]
@@ -307,7 +317,7 @@ def test_ctrl_c_stops_every_process(tmp_path):
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=60)
     finally:
-        run.kill()
+        kill_tree(run)
     assert run.returncode == 130, f"{out}\n{err}"
     assert "interrupted; all Flower processes were stopped" in err
     assert processes_using(range(port, port + 3)) == []
