@@ -59,7 +59,6 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -233,17 +232,6 @@ def _proximal_loss(model: nn.Module, anchor: nn.Module, mu: float) -> training.L
     return loss
 
 
-@contextmanager
-def _intra_op_threads(n: int):
-    """Temporarily set torch's (process-wide) intra-op thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- server
 
 
@@ -299,7 +287,7 @@ class Server:
         workers = min(self.workers, len(ids))
         if workers <= 1:
             return [work(k) for k in ids]
-        with _intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+        with training.intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
             return list(pool.map(work, ids))  # map keeps the order of ids: aggregation order is fixed
 
     def round(self, t: int) -> RoundResult:

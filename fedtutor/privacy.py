@@ -20,8 +20,6 @@ through its aggregation hook: ``federated.FedAvg(aggregator=...)``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -29,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedtutor.data import denormalize
+from fedtutor.training import intra_op_threads
 
 # ----------------------------------------------------------------------------- gradient inversion
 
@@ -101,25 +100,13 @@ def invert_gradients(
 
     result = Inversion(image=dummy.detach().clone(), label=label)
     result.snapshots.append((0, result.image))
-    with _single_thread():
+    with intra_op_threads(1):  # one image: every op is tiny, threads cost more than they save
         for it in range(1, iterations + 1):
             result.losses.append(optimizer.step(closure).item())
             if it in snapshot_at or it == iterations:
                 result.snapshots.append((it, dummy.detach().clone()))
     result.image = dummy.detach().clone()
     return result
-
-
-@contextmanager
-def _single_thread() -> Iterator[None]:
-    """One intra-op thread for a while: on one image every op is tiny, and splitting each one
-    across threads costs more than it saves (up to 10x more on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def image_mse(a: torch.Tensor, b: torch.Tensor, dataset: str = "mnist") -> float:

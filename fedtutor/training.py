@@ -10,6 +10,7 @@ to run arbitrary pickled code from a file someone sent you.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,21 @@ def batches(
     for start in range(0, n, step):
         idx = order[start : start + step]
         yield x[idx], y[idx]
+
+
+@contextmanager
+def intra_op_threads(n: int) -> Iterator[None]:
+    """Temporarily set torch's (process-wide) intra-op thread count, restoring it afterwards.
+
+    One thread wins when ops are tiny (one image) or when several clients train at once in
+    threads: splitting each op across cores then costs more than it saves.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def train_epoch(

@@ -12,6 +12,7 @@ from torch import nn
 
 from fedtutor import federated as fl
 from fedtutor.models import MLP2NN, TinyLinear
+from fedtutor.training import intra_op_threads
 
 
 def toy_clients(sizes=(10, 10, 10, 10), features=4, classes=3, seed=0) -> list[fl.Client]:
@@ -96,11 +97,8 @@ def test_parallel_clients_give_exactly_the_sequential_result():
     clients = toy_clients(sizes=(30, 17, 25, 40, 9, 33))
     strategy = fl.FedAvg(fraction=0.5, epochs=2, batch_size=5, dropout=0.2, server_momentum=0.5)
     before = torch.get_num_threads()
-    torch.set_num_threads(1)  # equal intra-op threads: float sums then split the same way too
-    try:
+    with intra_op_threads(1):  # equal intra-op threads: float sums then split the same way too
         h1, m1 = run(strategy, rounds=4, clients=clients, workers=1)
-    finally:
-        torch.set_num_threads(before)
     h3, m3 = run(strategy, rounds=4, clients=clients, workers=3)
     assert torch.equal(fl.flat_params(m1), fl.flat_params(m3))
     assert h1.records == h3.records
@@ -314,13 +312,9 @@ def test_parallel_clients_each_run_with_one_intra_op_thread():
             return self.linear(x)
 
     torch.manual_seed(0)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)  # as on a 2-core laptop: without the engine's care each client would use 2
-    try:
+    with intra_op_threads(2):  # as on a 2-core laptop: without the engine's care each client would use 2
         fl.Server(Recording(), toy_clients(), fl.FedAvg(fraction=1.0, epochs=1, batch_size=5), workers=2).round(1)
         assert torch.get_num_threads() == 2  # restored after the round
-    finally:
-        torch.set_num_threads(before)
     assert len(seen) == 8 and set(seen) == {1}  # 4 clients x 2 batches, each on one intra-op thread
 
 
