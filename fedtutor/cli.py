@@ -134,10 +134,11 @@ def run_doctor() -> list[Check]:
         ("jupyterlab", "jupyterlab", ">=4.0"),
     ]
     checks += [check_package(module, pip, minimum=minimum) for module, pip, minimum in packages]
-    if checks[1].ok:  # the rest needs torch
+    installed = {c.name: c.ok for c in checks}
+    if installed["torch"]:  # the rest needs torch
         checks.append(check_torch_device())
         checks.append(check_widgets_extension())
-        if checks[2].ok:
+        if installed["torchvision"]:  # finding the data goes through torchvision's dataset classes
             checks.append(check_data())
     checks += [check_disk(), check_mode()]
     return checks
