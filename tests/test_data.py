@@ -181,3 +181,40 @@ def test_mini_builder_is_reproducible(tmp_path):
     subprocess.run([sys.executable, str(scratch / "scripts" / "build_mnist_mini.py"), str(source)], check=True)
     built = scratch / "fedtutor" / "_data" / "mnist-mini"
     assert (built / "SHA256SUMS").read_text() == (MNIST_MINI / "SHA256SUMS").read_text()
+
+
+def test_a_subset_is_loaded_without_converting_the_rest():
+    """``load_tensors(examples=n)`` gives exactly ``subset`` of the full tensors, seeded."""
+    x, y = data.load_tensors()
+    xs, ys = data.load_tensors(examples=300, seed=4)
+    expected_x, expected_y = data.subset(x, y, 300, seed=4)
+    assert torch.equal(xs, expected_x) and torch.equal(ys, expected_y)
+    with pytest.raises(ValueError, match="positive number of examples"):
+        data.load_tensors(examples=0)
+
+
+def test_finding_and_loading_data_does_not_import_torchvision():
+    """torchvision costs ~2 s and 170 MB per process; only downloads and torchvision_dataset need it."""
+    code = "import sys; from fedtutor import data; data.load_tensors(); print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
+
+
+def test_unpacked_copy_is_reused_and_its_damage_reported(isolated_data):
+    first = data.mnist_source()
+    copy = first.root / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    assert copy.is_relative_to(isolated_data)  # the bundled .gz files were unpacked into the cache
+    unpacked_at = copy.stat().st_mtime_ns
+    data.forget_sources()
+    assert data.mnist_source() == first and copy.stat().st_mtime_ns == unpacked_at  # not unpacked again
+    copy.write_bytes(copy.read_bytes()[:-7])  # e.g. a disk that filled up while it was written
+    data.forget_sources()
+    with pytest.raises(data.DataError, match=r"train-labels-idx1-ubyte holds 4,993 data bytes.*Fix:"):
+        data.mnist_source()
+
+
+def test_download_probes_are_torchvisions_mirrors():
+    from torchvision import datasets
+
+    mirrors = {"mnist": datasets.MNIST.mirrors[0], "fashion-mnist": datasets.FashionMNIST.mirrors[0]}
+    assert mirrors == data.DOWNLOAD_PROBES

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedtutor import federated as fl
-from fedtutor.models import MLP2NN, TinyLinear
+from fedtutor.models import CNN, MLP2NN, TinyLinear, count_parameters
 from fedtutor.training import intra_op_threads
 
 
@@ -103,6 +103,33 @@ def test_parallel_clients_give_exactly_the_sequential_result():
     assert torch.equal(fl.flat_params(m1), fl.flat_params(m3))
     assert h1.records == h3.records
     assert torch.get_num_threads() == before  # the engine restores torch's thread setting
+
+
+def test_parallel_cnn_clients_give_exactly_the_sequential_result():
+    """The model parallel threads are for: convolutions (in channels-last layout) included."""
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(60, 1, 28, 28, generator=g)  # (60, 1, 28, 28)
+    labels = torch.randint(0, 10, (60,), generator=g)
+    clients = fl.make_clients(images, labels, [torch.arange(k, 60, 3) for k in range(3)])
+    strategy = fl.FedAvg(fraction=1.0, epochs=1, batch_size=10, lr=0.05)
+    models = [CNN(), CNN()]
+    models[1].load_state_dict(models[0].state_dict())
+    with intra_op_threads(1):
+        fl.Server(models[0], clients, strategy, workers=1).round(1)
+    fl.Server(models[1], clients, strategy, workers=3).round(1)
+    assert torch.equal(fl.flat_params(models[0]), fl.flat_params(models[1]))
+
+
+def test_set_flat_params_writes_in_place_and_checks_the_length():
+    model = CNN()
+    conv = model.features[0].weight
+    vector = torch.randn(count_parameters(model))
+    fl.set_flat_params(model, vector)
+    assert torch.equal(fl.flat_params(model), vector)
+    assert model.features[0].weight is conv  # the same tensor, so optimizers holding it still see it
+    assert conv.is_contiguous(memory_format=torch.channels_last)  # and the fast layout is kept
+    with pytest.raises(ValueError, match=r"vector has shape \(10,\), the model has 1663370 parameters"):
+        fl.set_flat_params(model, torch.zeros(10))
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers():

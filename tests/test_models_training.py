@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fedtutor import models, seed_everything
+from fedtutor import models, seed_everything, training
 from fedtutor.training import (
     History,
     batches,
@@ -121,3 +121,19 @@ def test_loading_into_the_wrong_model_is_explained(tmp_path):
         load_checkpoint(models.CNN(), path)
     with pytest.raises(FileNotFoundError, match="No checkpoint at"):
         load_checkpoint(models.CNN(), tmp_path / "missing.pt")
+
+
+def test_plain_sgd_takes_exactly_torch_sgds_steps():
+    torch.manual_seed(0)
+    ours, theirs = models.CNN(), models.CNN()
+    theirs.load_state_dict(ours.state_dict())
+    start = ours.features[0].weight.clone()
+    x, y = torch.randn(20, 1, 28, 28), torch.randint(0, 10, (20,))
+    for model, optimizer in (
+        (ours, training.PlainSGD(ours.parameters(), lr=0.1)),
+        (theirs, torch.optim.SGD(theirs.parameters(), lr=0.1)),
+    ):
+        training.train_epoch(model, training.batches(x, y, 5), optimizer)
+    assert not torch.equal(ours.features[0].weight, start)  # it did train
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(a, b)
