@@ -10,11 +10,9 @@ Flower runs twice: with its default client resources (2 CPUs per client, so on a
 machine one client trains at a time) and with 1 CPU per client (as many at once as there are
 cores, the way fedtutor's engine trains them); the targets are checked against both.
 
-Each side runs in its own fresh Python process, so neither pays for the other's imports; the
-parent samples the summed memory of that process and all its descendants (Ray starts several)
-every 0.2 s and keeps the peak. On Linux the sum is of PSS (proportional set size: a page shared
-by k processes counts 1/k in each), so shared libraries such as torch's are not counted once per
-process; elsewhere it is RSS, which overcounts them.
+Each side runs in its own fresh Python process, so neither pays for the other's imports; its
+peak memory is that of the process and all its descendants (Ray starts several), summed as PSS
+on Linux (see ``process_tree.py``).
 
 Flower's simulation needs Ray: ``pip install "flwr[simulation]"``. Without flwr (or Ray) the
 benchmark says so and exits 0. ``--deployment`` also times ``fedtutor.flower.run_deployment``
@@ -26,14 +24,14 @@ Usage: python benchmarks/flower_compare.py [--rounds 5] [--model cnn] [--deploym
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from process_tree import run_measured  # benchmarks/process_tree.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENTS, PER_CLIENT = 10, 600
@@ -143,43 +141,19 @@ SIDES = {
 
 
 def measure(side: str, args: argparse.Namespace) -> dict:
-    """Run one side in a fresh interpreter; wall time of the whole process and peak RSS of its tree."""
-    import psutil
-
+    """Run one side in a fresh interpreter; wall time of the whole process and peak memory of its tree."""
     command = [sys.executable, __file__, "--side", side, "--rounds", str(args.rounds), "--model", args.model]
-    started = time.perf_counter()
-    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    root, peak = psutil.Process(child.pid), 0
-    deadline = started + args.timeout
-    while child.poll() is None:
-        if time.perf_counter() > deadline:  # e.g. Ray can hang after a failed start-up: stop its whole tree
-            for proc in [*root.children(recursive=True), root]:
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-            raise SystemExit(f"{side} did not finish within {args.timeout:g} s; stopped it.")
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            tree = []
-        total = 0
-        for proc in tree:
-            with contextlib.suppress(psutil.Error):  # it may have ended since we listed it
-                total += _memory(proc)
-        peak = max(peak, total)
-        time.sleep(0.2)
-    out, err = child.communicate()
-    if child.returncode != 0:
-        errors = [line for line in err.splitlines() if "Error" in line or "error" in line][:20]
-        raise SystemExit(f"{side} failed (exit {child.returncode}):\n" + "\n".join(errors) + f"\n...\n{err[-2000:]}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result.update(process_wall_s=time.perf_counter() - started, peak_mb=peak / 1e6)
+    try:
+        run = run_measured(command, args.timeout, cwd=REPO)
+    except TimeoutError as err:
+        raise SystemExit(f"{side}: {err}") from None
+    if run.returncode != 0:
+        errors = [line for line in run.stderr.splitlines() if "Error" in line or "error" in line][:20]
+        tail = run.stderr[-2000:]
+        raise SystemExit(f"{side} failed (exit {run.returncode}):\n" + "\n".join(errors) + f"\n...\n{tail}")
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result.update(process_wall_s=run.wall_s, peak_mb=run.peak_mb)
     return result
-
-
-def _memory(proc) -> int:
-    """PSS where the OS reports it (Linux), else RSS."""
-    info = proc.memory_full_info() if sys.platform.startswith("linux") else proc.memory_info()
-    return getattr(info, "pss", info.rss)
 
 
 def _verdict(ratio: float, target: float) -> str:

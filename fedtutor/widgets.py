@@ -13,19 +13,21 @@ label distribution, to build intuition for how alpha controls label skew.
 
 from __future__ import annotations
 
+import sys
 import time
 
-import matplotlib.pyplot as plt
 import torch
+
+# matplotlib (~30 MB) is imported where a figure is drawn, not here: ``run_federated`` imports
+# this module in plain scripts and benchmarks too, where nothing is ever drawn.
 
 
 def in_jupyter() -> bool:
     """True inside a Jupyter kernel (JupyterLab, classic, or a headless nbconvert run)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
+    ipython = sys.modules.get("IPython")
+    if ipython is None:  # a Jupyter kernel has always imported IPython; a script need not pay for it
         return False
-    shell = get_ipython()
+    shell = ipython.get_ipython()
     return shell is not None and hasattr(shell, "kernel")
 
 
@@ -54,6 +56,8 @@ class LivePlot:
     def _draw(self) -> None:
         if self.handle is None:
             return
+        import matplotlib.pyplot as plt
+
         fig = self.history.plot(target=self.target)
         self.handle.update(fig)
         plt.close(fig)  # the inline backend must not show it a second time at the end of the cell
@@ -62,6 +66,8 @@ class LivePlot:
 
 def _placeholder_figure(label: str):
     """An empty frame shown until the first round ends (keeps the cell's height stable)."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 3.6))
     ax.set(xlabel="round", ylabel="test accuracy (%)", title=f"{label}: waiting for round 1")
     plt.close(fig)
@@ -80,6 +86,7 @@ def label_skew_figure(labels: torch.Tensor, num_clients: int = 20, alpha: float 
 def alpha_explorer(labels: torch.Tensor, num_clients: int = 20, seed: int = 0, alpha: float = 1.0):
     """A slider over Dirichlet alpha (log scale, 0.01 to 100) redrawing each client's label counts."""
     import ipywidgets as widgets
+    import matplotlib.pyplot as plt
     from IPython.display import display
 
     slider = widgets.FloatLogSlider(value=alpha, base=10, min=-2, max=2, step=0.25, description="alpha")
