@@ -135,40 +135,34 @@ def read_idx(path: Path) -> torch.Tensor:
         raise DataError(f"{path} does not exist.") from None
     except (EOFError, OSError, zlib.error) as err:
         raise _damaged(path, f"cannot be decompressed ({err})") from None
-    if len(raw) < 4 or raw[0:2] != b"\x00\x00" or raw[2] != 0x08:
-        raise _damaged(path, "is not an IDX file of unsigned bytes (bad header)")
-    ndim = raw[3]
-    header_len = 4 + 4 * ndim
-    if len(raw) < header_len:
-        raise _damaged(path, "is truncated inside its header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header_len])
-    expected = int(np.prod(shape)) if shape else 0
-    if len(raw) - header_len != expected:
-        raise _damaged(
-            path, f"holds {len(raw) - header_len:,} data bytes, its header promises {expected:,} (truncated?)"
-        )
+    shape, header_len = _idx_layout(path, raw, len(raw))
     array = np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape)
     return torch.from_numpy(array.copy())
 
 
 def idx_shape(path: Path) -> tuple[int, ...]:
-    """The shape an uncompressed IDX file's header declares, checked against the file's size.
+    """The shape an uncompressed IDX file declares, checked against the file's size.
 
-    Reads 16 bytes, not the file: how a folder that is already unpacked is validated cheaply
-    (``read_idx`` checks everything again when the data is actually loaded).
+    Reads the header only: how a folder that is already unpacked is validated cheaply
+    (``read_idx`` checks the file again when its data is actually loaded).
     """
     with open(path, "rb") as f:
-        head = f.read(4)
-        if len(head) < 4 or head[0:2] != b"\x00\x00" or head[2] != 0x08:
-            raise _damaged(path, "is not an IDX file of unsigned bytes (bad header)")
-        dims = f.read(4 * head[3])
-    if len(dims) < 4 * head[3]:
+        head = f.read(4 + 4 * 255)  # the longest possible header: 255 dimensions
+    return _idx_layout(path, head, path.stat().st_size)[0]
+
+
+def _idx_layout(path: Path, head: bytes, size: int) -> tuple[tuple[int, ...], int]:
+    """(shape, header length) of an IDX file of ``size`` bytes that starts with ``head``."""
+    if len(head) < 4 or head[0:2] != b"\x00\x00" or head[2] != 0x08:
+        raise _damaged(path, "is not an IDX file of unsigned bytes (bad header)")
+    header_len = 4 + 4 * head[3]
+    if len(head) < header_len:
         raise _damaged(path, "is truncated inside its header")
-    shape = struct.unpack(f">{head[3]}I", dims)
-    payload = path.stat().st_size - 4 - len(dims)
-    if payload != int(np.prod(shape)):
-        raise _damaged(path, f"holds {payload:,} data bytes, its header promises {int(np.prod(shape)):,} (truncated?)")
-    return shape
+    shape = struct.unpack(f">{head[3]}I", head[4:header_len])
+    expected = int(np.prod(shape)) if shape else 0
+    if size - header_len != expected:
+        raise _damaged(path, f"holds {size - header_len:,} data bytes, its header promises {expected:,} (truncated?)")
+    return shape, header_len
 
 
 def _damaged(path: Path, what: str) -> DataError:
