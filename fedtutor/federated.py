@@ -46,11 +46,11 @@ process-wide (a worker thread picks up the global value when it first runs a par
 so during a parallel round the engine sets it to 1 (one intra-op thread per client, no
 oversubscription) and restores it afterwards. ``workers=1`` trains one client at a time with
 torch's usual intra-op threads. Measured on 2 cores (``benchmarks/fedavg_overhead.py``, 4
-clients x 600 examples): a parallel round takes 0.84x the time of one-at-a-time for the CNN and
-0.81x for the 2NN, and it is never much slower: only a round of a few milliseconds loses a few
-more to threads taking turns with the GIL. So threads are the default whenever a round has two
-or more clients. They cannot do better than ~0.7x for the CNN here, because torch's own
-intra-op threads already keep both cores busy on one client's convolutions. On a machine busy
+clients x 600 examples): a parallel round takes 0.79-0.85x the time of one-at-a-time for the
+CNN and 0.60-0.81x for the 2NN, and it is never much slower: only a round of a few milliseconds
+loses a few more to threads taking turns with the GIL. So threads are the default whenever a
+round has two or more clients. They cannot do better than ~0.75x for the CNN here, because
+torch's own intra-op threads already keep both cores busy on one client's convolutions. On a machine busy
 with other work the gap is wider: one intra-op thread per client does not stall the way
 several threads per op do when the cores are oversubscribed.
 
@@ -60,7 +60,6 @@ several threads per op do when the cores are oversubscribed.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -204,7 +203,8 @@ def set_flat_params(model: nn.Module, vector: torch.Tensor) -> None:
     """Write a flat vector (P,) back into the model's parameters, in place.
 
     Copies into each parameter (unlike ``vector_to_parameters``, which swaps in views of the
-    vector), so a parameter keeps its memory layout, e.g. the CNN's channels-last conv weights.
+    vector), so the parameters stay the same tensors, with their own memory layout, and an
+    optimizer holding them keeps working.
     """
     params = list(model.parameters())
     if vector.shape != (sum(p.numel() for p in params),):
@@ -227,7 +227,7 @@ class ClientUpdate:
 
 def train_client(global_model: nn.Module, client: Client, strategy: FedAvg, generator: torch.Generator) -> ClientUpdate:
     """Copy the global model, run E local epochs of SGD on the client's data, return the change."""
-    model = copy.deepcopy(global_model)
+    model = training.fast_copy(global_model)  # the client's own copy, in the faster conv layout
     start = flat_params(global_model)
     optimizer = training.PlainSGD(model.parameters(), lr=strategy.lr)  # = torch.optim.SGD, lighter
     loss_fn = _proximal_loss(model, global_model, strategy.mu) if strategy.mu > 0 else F.cross_entropy

@@ -9,6 +9,7 @@ to run arbitrary pickled code from a file someone sent you.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -100,15 +101,29 @@ def train_epoch(
     return total / max(count, 1)
 
 
+def fast_copy(model: nn.Module) -> nn.Module:
+    """A deep copy with its conv weights (O, I, kH, kW) stored channels-last (NHWC) in memory.
+
+    CPU convolutions (oneDNN) pick faster kernels for that layout: the CNN evaluated in about
+    half the time here, and trained 5-10% faster. The engine uses such copies for its own work
+    (a client's local model, an evaluation). Models you hold keep the ordinary layout, because
+    some torch utilities need it: ``.view(-1)`` and ``parameters_to_vector`` fail on a
+    channels-last weight. Values are the same; float sums may round differently in the last bits.
+    """
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)  # only 4-D tensors change
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
     """Logits for every example, computed in chunks to bound memory. (N, ...) -> (N, classes)
 
     100 at a time: for the CNN that was as fast as any size measured here, while chunks of
     1,000 ran up to 2x slower and briefly took hundreds of MB more (a convolution's working
-    buffers grow with the chunk).
+    buffers grow with the chunk). A model with convolutions runs through a ``fast_copy``.
     """
     model.eval()
+    if any(p.dim() == 4 for p in model.parameters()):
+        model = fast_copy(model)
     return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 

@@ -137,3 +137,16 @@ def test_plain_sgd_takes_exactly_torch_sgds_steps():
     assert not torch.equal(ours.features[0].weight, start)  # it did train
     for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_the_cnn_works_with_torch_utilities_and_predicts_through_a_fast_copy():
+    torch.manual_seed(0)
+    model = models.CNN()
+    vector = torch.nn.utils.parameters_to_vector(model.parameters())  # needs .view(-1) on every weight
+    assert vector.shape == (1_663_370,)
+    x = torch.randn(30, 1, 28, 28)
+    fast = training.predict(model, x, batch_size=7)  # channels-last copy, in chunks
+    with torch.no_grad():
+        plain = model(x)
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+    assert model.features[3].weight.is_contiguous()  # the model itself was not converted
