@@ -44,7 +44,7 @@ def hand_round(global_model, clients, epochs, batch_size, lr, seed, t):
     start = copy.deepcopy(global_model.state_dict())
     total = {name: torch.zeros_like(value) for name, value in start.items()}
     n_all = sum(len(c) for c in clients)
-    local = copy.deepcopy(global_model).to(memory_format=torch.channels_last)  # the engine's layout (fast_copy)
+    local = training.fast_copy(global_model)  # a copy in the layout the engine trains in
     for c in clients:
         local.load_state_dict(start)
         opt = torch.optim.SGD(local.parameters(), lr=lr)

@@ -207,9 +207,10 @@ def set_flat_params(model: nn.Module, vector: torch.Tensor) -> None:
     optimizer holding them keeps working.
     """
     params = list(model.parameters())
-    if vector.shape != (sum(p.numel() for p in params),):
+    total = sum(p.numel() for p in params)
+    if vector.shape != (total,):
         raise ValueError(
-            f"vector has shape {tuple(vector.shape)}, the model has {sum(p.numel() for p in params)} parameters; "
+            f"vector has shape {tuple(vector.shape)}, the model has {total} parameters; "
             "pass a flat vector of that length, e.g. from flat_params(model)."
         )
     with torch.no_grad():
