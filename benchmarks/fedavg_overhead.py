@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from fedtutor import federated as fl
-from fedtutor import training
+from fedtutor import speedups
 from fedtutor.data import iid, load_tensors
 from fedtutor.models import CNN, MLP2NN
 
@@ -44,7 +44,7 @@ def hand_round(global_model, clients, epochs, batch_size, lr, seed, t):
     start = copy.deepcopy(global_model.state_dict())
     total = {name: torch.zeros_like(value) for name, value in start.items()}
     n_all = sum(len(c) for c in clients)
-    local = training.fast_copy(global_model)  # a copy in the layout the engine trains in
+    local = speedups.fast_copy(global_model)  # a copy in the layout the engine trains in
     for c in clients:
         local.load_state_dict(start)
         opt = torch.optim.SGD(local.parameters(), lr=lr)
@@ -85,7 +85,7 @@ def bench(model_class, clients, args):
     models = {name: copy.deepcopy(init) for name in VARIANTS}
 
     def one_thread(t):
-        with training.intra_op_threads(1):
+        with speedups.intra_op_threads(1):
             engine_round(models["one thread"], clients, *common, t, 1)
 
     runs = {

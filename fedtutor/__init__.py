@@ -1,19 +1,21 @@
 """fedtutor: federated learning from first principles, on plain PyTorch.
 
-The helper package behind the course's notebooks. One flat module per concern:
+The library the course's notebooks teach from. One flat module per concern:
 
-- ``data``       find MNIST (full or the bundled MNIST-mini) and Fashion-MNIST; in-memory
-                 tensors; the ``iid`` / ``shards`` / ``dirichlet`` partitioners
+- ``data``       find MNIST (full, or the bundled MNIST-mini); in-memory tensors; the ``iid`` /
+                 ``shards`` / ``dirichlet`` partitioners
 - ``models``     the 2NN and CNN of McMahan et al. 2017, and a tiny linear model for toy data
 - ``training``   train / evaluate / fit with progress bars and a plottable history
 - ``workers``    virtual workers, pointers and a message log: computing on data you cannot see
-- ``federated``  FedAvg / FedSGD / FedProx, server momentum, sampling, dropouts, a round ``History``
+- ``federated``  FedAvg / FedSGD / FedProx, server momentum, sampling, dropouts, a ``RoundHistory``
+- ``speedups``   what the federated engine does to run faster, kept out of the code you read
 - ``privacy``    gradient inversion, secret sharing, secure aggregation, DP-FedAvg
-- ``flower``     the same client code on Flower, as real server and client processes (optional extra)
+- ``flower``     the same client code as a Flower ClientApp and ServerApp (optional extra)
 - ``plots``, ``widgets``  the figures and ipywidgets controls the notebooks use
-- ``exercises``  ``check()`` / ``hint()`` / ``solution()`` for every exercise
-- ``classroom``  learner workspaces (``fedtutor start``) and student versions (``fedtutor student``)
-- ``cli``        the ``fedtutor`` command: doctor, start, student, demo, flower
+
+The course machinery (the ``fedtutor`` command, doctor, workspaces, student versions, exercise
+checkers, the Flower process launcher) lives beside it in ``fedtutor.course``; notebooks use
+it only for ``from fedtutor.course import check, hint, solution``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import random
 import torch
 
 __version__ = "0.1.0"
+__all__ = ["quick_mode", "seed_everything"]
 
 
 def quick_mode() -> bool:

@@ -1,5 +1,5 @@
 """``python -m fedtutor`` is the same as the ``fedtutor`` command."""
 
-from fedtutor.cli import main
+from fedtutor.course.cli import main
 
 raise SystemExit(main())

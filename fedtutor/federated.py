@@ -15,8 +15,8 @@ What lives here, and why it is shaped this way:
 - ``Server``: holds the global model and the server optimizer's state; ``server.round(t)``
   samples clients, trains them (in threads when that helps), aggregates, steps.
 - ``run_federated(...)``: the one-call entry point used by notebooks, ``fedtutor demo`` and the
-  benchmarks; returns a ``History`` (per round: accuracy, loss, clients used, bytes up/down)
-  with ``.plot()``, ``.rounds_to(target)`` and ``.save_json(path)``.
+  benchmarks; returns a history (per round: accuracy, loss, clients used, bytes up/down)
+  (a ``RoundHistory``) with ``.plot()``, ``.rounds_to(target)`` and ``.save_json(path)``.
 
 **The aggregation hook.** Every update reaches the server as a flat vector
 ``delta = w_client - w_global`` (shape (P,), P = number of parameters, in the order of
@@ -40,19 +40,12 @@ clients of a round at the same time in threads gives exactly the sequential resu
 when the sequential run also uses one intra-op thread (with more, torch splits float sums
 differently and the last bits can differ, which is true of any torch code).
 
-**Parallel clients.** torch releases the GIL inside its kernels, so clients train concurrently
-in threads of one process (``workers``; default: one per core). ``torch.set_num_threads`` is
-process-wide (a worker thread picks up the global value when it first runs a parallel kernel),
-so during a parallel round the engine sets it to 1 (one intra-op thread per client, no
-oversubscription) and restores it afterwards. ``workers=1`` trains one client at a time with
-torch's usual intra-op threads. Measured on 2 cores (``benchmarks/fedavg_overhead.py``, 4
-clients x 600 examples): a parallel round takes 0.79-0.85x the time of one-at-a-time for the
-CNN and 0.60-0.81x for the 2NN, and it is never much slower: only a round of a few milliseconds
-loses a few more to threads taking turns with the GIL. So threads are the default whenever a
-round has two or more clients. They cannot do better than ~0.75x for the CNN here, because
-torch's own intra-op threads already keep both cores busy on one client's convolutions. On a machine busy
-with other work the gap is wider: one intra-op thread per client does not stall the way
-several threads per op do when the cores are oversubscribed.
+**Parallel clients.** torch releases the GIL inside its kernels, so the engine trains the
+clients of a round concurrently in threads of one process (``workers``; default: one per
+core), each with one intra-op thread, and ``workers=1`` trains one client at a time. The engine
+also passes ``fedtutor.speedups``' optimizer and model copy to ``train_client`` and evaluates
+with ``speedups.evaluate``; that module says what each buys. ``train_client`` itself, the code
+to read, is plain PyTorch: ``copy.deepcopy`` and ``torch.optim.SGD``.
 
 **Live plot.** Inside Jupyter, ``run_federated`` redraws the accuracy curve after each round
 (``fedtutor.widgets.LivePlot``); executed headless, the saved output is the final figure.
@@ -60,6 +53,7 @@ several threads per op do when the cores are oversubscribed.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -74,7 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from fedtutor import training
+from fedtutor import speedups, training
 
 Aggregator = Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor]
 BYTES_PER_FLOAT = 4  # float32 parameters on the wire
@@ -226,11 +220,21 @@ class ClientUpdate:
     train_loss: float
 
 
-def train_client(global_model: nn.Module, client: Client, strategy: FedAvg, generator: torch.Generator) -> ClientUpdate:
-    """Copy the global model, run E local epochs of SGD on the client's data, return the change."""
-    model = training.fast_copy(global_model)  # the client's own copy, in the faster conv layout
+def train_client(
+    global_model: nn.Module,
+    client: Client,
+    strategy: FedAvg,
+    generator: torch.Generator,
+    make_optimizer: Callable[..., training.Optimizer] = torch.optim.SGD,
+    copy_model: Callable[[nn.Module], nn.Module] = copy.deepcopy,
+) -> ClientUpdate:
+    """Copy the global model, run E local epochs of SGD on the client's data, return the change.
+
+    ``make_optimizer`` and ``copy_model`` let the engine pass faster equivalents (``fedtutor.speedups``).
+    """
+    model = copy_model(global_model)  # the client's own copy: the global model stays as it is
     start = flat_params(global_model)
-    optimizer = training.PlainSGD(model.parameters(), lr=strategy.lr)  # = torch.optim.SGD, lighter
+    optimizer = make_optimizer(model.parameters(), lr=strategy.lr)
     loss_fn = _proximal_loss(model, global_model, strategy.mu) if strategy.mu > 0 else F.cross_entropy
     losses = [
         training.train_epoch(
@@ -302,12 +306,13 @@ class Server:
 
         def work(k: int) -> ClientUpdate:
             generator = torch.Generator().manual_seed(derive_seed(self.seed, t, k))
-            return train_client(self.model, self.clients[k], self.strategy, generator)
+            client = self.clients[k]
+            return train_client(self.model, client, self.strategy, generator, speedups.PlainSGD, speedups.fast_copy)
 
         workers = min(self.workers, len(ids))
         if workers <= 1:
             return [work(k) for k in ids]
-        with training.intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
+        with speedups.intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
             return list(pool.map(work, ids))  # map keeps the order of ids: aggregation order is fixed
 
     def round(self, t: int) -> RoundResult:
@@ -333,7 +338,7 @@ def default_workers() -> int:
 # ----------------------------------------------------------------------------- history
 
 
-class History(training.History):
+class RoundHistory(training.History):
     """One record per round: round, test_acc, test_loss, train_loss, clients, bytes_up, bytes_down, ...
 
     ``history["test_acc"]`` is a column; ``rounds_to(0.9)`` the first round reaching 90%.
@@ -379,16 +384,16 @@ class History(training.History):
         return path
 
     @classmethod
-    def load_json(cls, path: str | Path) -> History:
+    def load_json(cls, path: str | Path) -> RoundHistory:
         data = json.loads(Path(path).read_text())
         return cls(data["rounds"], data.get("label", ""), data.get("config", {}))
 
     def __repr__(self) -> str:
         if not self.records:
-            return f"History({self.label!r}, no rounds)"
+            return f"RoundHistory({self.label!r}, no rounds)"
         last = self.records[-1]
         return (
-            f"History({self.label!r}, {len(self)} rounds, final test accuracy {last['test_acc']:.2%}, "
+            f"RoundHistory({self.label!r}, {len(self)} rounds, final test accuracy {last['test_acc']:.2%}, "
             f"{self.megabytes:.1f} MB communicated)"
         )
 
@@ -431,8 +436,8 @@ def run_federated(
     live: bool | None = None,
     label: str = "",
     on_round: Callable[[dict], None] | None = None,
-) -> History:
-    """Train ``model`` (in place) with ``strategy`` for ``rounds`` rounds; returns the ``History``.
+) -> RoundHistory:
+    """Train ``model`` (in place) with ``strategy`` for ``rounds`` rounds; returns the ``RoundHistory``.
 
     ``test = (x_test, y_test)`` is evaluated after every round. ``workers``: client threads
     (None: one per core; 1: sequential). ``live``: redraw the accuracy curve after every
@@ -445,7 +450,7 @@ def run_federated(
     server = Server(model, clients, strategy, seed, workers)
     label = label or strategy.describe()
     config = {**strategy_config(strategy), "clients": len(clients), "rounds": rounds, "seed": seed}
-    history = History(label=label, config=config)
+    history = RoundHistory(label=label, config=config)
     from fedtutor.widgets import LivePlot, in_jupyter
 
     plot = LivePlot(history, target=target) if (live if live is not None else in_jupyter()) else None
@@ -453,7 +458,7 @@ def run_federated(
     bar = tqdm(range(1, rounds + 1), desc=desc, unit="round", disable=not progress, leave=True)
     for t in bar:
         result = server.round(t)
-        test_loss, test_acc = training.evaluate(model, *test)
+        test_loss, test_acc = speedups.evaluate(model, *test)
         record = {
             "round": t,
             "test_acc": test_acc,

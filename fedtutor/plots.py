@@ -21,7 +21,6 @@ def image_grid(
     titles: Sequence[str] | None = None,
     columns: int = 10,
     title: str = "",
-    dataset: str = "mnist",
 ):
     """Show normalized images (N, 1, 28, 28) in a grid, each with an optional caption."""
     n = len(images)
@@ -30,7 +29,7 @@ def image_grid(
     for i, ax in enumerate(axes.flat if hasattr(axes, "flat") else [axes]):
         ax.axis("off")
         if i < n:
-            ax.imshow(denormalize(images[i], dataset).squeeze(0), cmap="gray_r", vmin=0, vmax=1)
+            ax.imshow(denormalize(images[i]).squeeze(0), cmap="gray_r", vmin=0, vmax=1)
             if titles is not None:
                 ax.set_title(titles[i], fontsize=9)
     if title:
@@ -150,5 +149,46 @@ def privacy_tradeoff(noise_multipliers: Sequence[float], accuracies: Sequence[fl
     ax.set(xlabel="noise multiplier σ (noise std = σ·S on the sum)", ylabel="test accuracy (%)")
     ax.set_title("DP-FedAvg: privacy costs accuracy")
     ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def draw_deployment(config):
+    """The processes of a Flower deployment (``fedtutor.flower.DeploymentConfig``) and what travels
+    between them; returns the figure."""
+
+    n = config.clients
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.9 * n))
+    ax.set_axis_off()
+    ax.set(xlim=(0, 10), ylim=(-0.6, n + 0.2))
+
+    def box(x: float, y: float, text: str, color: str) -> None:
+        ax.text(x, y, text, ha="center", va="center", fontsize=9, bbox={"boxstyle": "round", "fc": color, "ec": "gray"})
+
+    server_y = (n - 1) / 2
+    box(
+        2.0,
+        server_y,
+        f"flower-superlink\n{config.host}:{config.port}\nServerApp: FedAvg +\ntest-set evaluation",
+        "#dbe9f6",
+    )
+    for i in range(n):
+        y = n - 1 - i
+        box(8.0, y, f"flower-supernode {i}\nClientApp: local_update\npartition {i} of {n} (stays here)", "#fde2c8")
+        ax.annotate(
+            "", xy=(6.4, y + 0.12), xytext=(3.6, server_y + 0.12), arrowprops={"arrowstyle": "->", "color": "C0"}
+        )
+        ax.annotate(
+            "", xy=(3.6, server_y - 0.12), xytext=(6.4, y - 0.12), arrowprops={"arrowstyle": "->", "color": "C1"}
+        )
+    ax.text(
+        5.0,
+        -0.45,
+        "blue: global weights (ArrayRecord) down  ·  orange: new weights + num-examples up",
+        ha="center",
+        fontsize=8,
+        color="dimgray",
+    )
+    ax.set_title(f"One machine, {n + 1} Flower processes (plus the helpers Flower starts for each app)")
     fig.tight_layout()
     return fig

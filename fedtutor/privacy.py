@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fedtutor.data import denormalize
-from fedtutor.training import intra_op_threads
+from fedtutor.speedups import intra_op_threads
 
 # ----------------------------------------------------------------------------- gradient inversion
 

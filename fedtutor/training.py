@@ -9,9 +9,7 @@ to run arbitrary pickled code from a file someone sent you.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,32 +20,7 @@ from tqdm.auto import tqdm
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-class PlainSGD:
-    """``w <- w - lr * grad``: the same steps as ``torch.optim.SGD(params, lr)`` (no momentum,
-    no weight decay), bit for bit, in a few lines.
-
-    The federated engine's clients use it because building the first ``torch.optim`` optimizer
-    in a process imports ``torch._dynamo`` (about 160 MB and a second): once per Flower client
-    process, and in a small engine the largest memory cost after torch itself.
-    """
-
-    def __init__(self, params: Iterable[nn.Parameter], lr: float) -> None:
-        self.params, self.lr = list(params), lr
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None  # like torch.optim's default: a fresh gradient, not a zeroed one
-
-    @torch.no_grad()
-    def step(self) -> None:
-        for p in self.params:
-            if p.grad is not None:
-                p.add_(p.grad, alpha=-self.lr)
-
-
-Optimizer = torch.optim.Optimizer | PlainSGD
+Optimizer = torch.optim.Optimizer  # anything with zero_grad() and step() will do
 
 
 def batches(
@@ -64,21 +37,6 @@ def batches(
     for start in range(0, n, step):
         idx = order[start : start + step]
         yield x[idx], y[idx]
-
-
-@contextmanager
-def intra_op_threads(n: int) -> Iterator[None]:
-    """Temporarily set torch's (process-wide) intra-op thread count, restoring it afterwards.
-
-    One thread wins when ops are tiny (one image) or when several clients train at once in
-    threads: splitting each op across cores then costs more than it saves.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_epoch(
@@ -101,35 +59,16 @@ def train_epoch(
     return total / max(count, 1)
 
 
-def fast_copy(model: nn.Module) -> nn.Module:
-    """A deep copy with its conv weights (O, I, kH, kW) stored channels-last (NHWC) in memory.
-
-    CPU convolutions (oneDNN) pick faster kernels for that layout: the CNN evaluated in about
-    half the time here, and trained 5-10% faster. The engine uses such copies for its own work
-    (a client's local model, an evaluation). Models you hold keep the ordinary layout, because
-    some torch utilities need it: ``.view(-1)`` and ``parameters_to_vector`` fail on a
-    channels-last weight. Values are the same; float sums may round differently in the last bits.
-    """
-    return copy.deepcopy(model).to(memory_format=torch.channels_last)  # only 4-D tensors change
-
-
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
-    """Logits for every example, computed in chunks to bound memory. (N, ...) -> (N, classes)
-
-    100 at a time: for the CNN that was as fast as any size measured here, while chunks of
-    1,000 ran up to 2x slower and briefly took hundreds of MB more (a convolution's working
-    buffers grow with the chunk). A model with convolutions runs through a ``fast_copy``.
-    """
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Logits for every example, in batches so memory stays bounded. (N, ...) -> (N, classes)"""
     model.eval()
-    if any(p.dim() == 4 for p in model.parameters()):
-        model = fast_copy(model)
-    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    return torch.cat([model(xb) for xb in x.split(batch_size)])
 
 
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 100) -> tuple[float, float]:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> tuple[float, float]:
     """(mean cross-entropy loss, accuracy in [0, 1]) of ``model`` on ``(x, y)``."""
-    logits = predict(model, x, batch_size)
+    logits = predict(model, x, batch_size)  # (N, classes)
     return F.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 

@@ -9,9 +9,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from fedtutor import classroom
-from fedtutor.classroom import MarkerError, student_notebook, student_source
-from fedtutor.cli import main
+from fedtutor.course import student, workspace
+from fedtutor.course.cli import main
+from fedtutor.course.student import MarkerError, student_notebook, student_source
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def write(path: Path, nb: nbformat.NotebookNode) -> Path:
 
 
 def regions(source: str):
-    found, problems = classroom.solution_regions(source)
+    found, problems = student.solution_regions(source)
     assert problems == []
     return found
 
@@ -92,7 +92,7 @@ def test_malformed_markers_are_reported_with_notebook_cell_and_line(tmp_path, so
     src = write(tmp_path / "src" / "05-demo.ipynb", make_notebook(new_markdown_cell("# Demo"), new_code_cell(source)))
     dest = tmp_path / "dest"
     with pytest.raises(MarkerError) as caught:
-        classroom.write_student_versions(src.parent, dest)
+        student.write_student_versions(src.parent, dest)
     problem = caught.value.problems[0]
     assert (Path(problem.notebook).name, problem.cell, problem.line) == ("05-demo.ipynb", 2, line)
     assert what in problem.message
@@ -106,7 +106,7 @@ def test_one_bad_notebook_stops_the_whole_build(tmp_path):
     write(tmp_path / "src" / "01-good.ipynb", good)
     write(tmp_path / "src" / "02-bad.ipynb", bad)
     with pytest.raises(MarkerError, match="02-bad.ipynb, cell 1, line 1"):
-        classroom.write_student_versions(tmp_path / "src", tmp_path / "dest")
+        student.write_student_versions(tmp_path / "src", tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
 
 
@@ -137,7 +137,7 @@ def test_student_notebook_strips_outputs_and_keeps_every_other_cell_exactly():
 
 def test_a_clean_notebook_without_solutions_comes_out_byte_for_byte(tmp_path):
     src = write(tmp_path / "src" / "00-intro.ipynb", make_notebook(new_markdown_cell("# Hi"), new_code_cell("x = 1")))
-    assert classroom.write_student_versions(src, tmp_path / "out.ipynb").written == [str(tmp_path / "out.ipynb")]
+    assert student.write_student_versions(src, tmp_path / "out.ipynb").written == [str(tmp_path / "out.ipynb")]
     assert (tmp_path / "out.ipynb").read_bytes() == src.read_bytes()
 
 
@@ -146,29 +146,29 @@ def test_existing_different_files_need_force_and_identical_ones_are_unchanged(tm
     write(src / "01-a.ipynb", make_notebook(new_code_cell(EXERCISE)))
     write(src / "02-b.ipynb", make_notebook(new_code_cell("y = 2")))
     dest = tmp_path / "dest"
-    first = classroom.write_student_versions(src, dest)
+    first = student.write_student_versions(src, dest)
     assert sorted(Path(p).name for p in first.written) == ["01-a.ipynb", "02-b.ipynb"]
 
-    again = classroom.write_student_versions(src, dest)
+    again = student.write_student_versions(src, dest)
     assert (again.written, again.conflicts, len(again.unchanged)) == ([], [], 2)
 
     (dest / "01-a.ipynb").write_text("instructor's hand edit", encoding="utf-8")
     write(src / "02-b.ipynb", make_notebook(new_code_cell("y = 3")))  # a changed source
-    refused = classroom.write_student_versions(src, dest)
+    refused = student.write_student_versions(src, dest)
     assert refused.conflicts == [str(dest / "01-a.ipynb"), str(dest / "02-b.ipynb")]
     assert refused.written == []
     assert (dest / "01-a.ipynb").read_text(encoding="utf-8") == "instructor's hand edit"
     assert "y = 2" in (dest / "02-b.ipynb").read_text(encoding="utf-8")  # not even the other file moved
 
-    forced = classroom.write_student_versions(src, dest, force=True)
+    forced = student.write_student_versions(src, dest, force=True)
     assert len(forced.written) == 2
     assert "y = 3" in (dest / "02-b.ipynb").read_text(encoding="utf-8")
 
 
 def test_student_refuses_to_write_over_its_own_sources_even_with_force(tmp_path):
     src = write(tmp_path / "src" / "01-a.ipynb", make_notebook(new_code_cell(EXERCISE)))
-    with pytest.raises(classroom.CourseError, match="replace the source notebooks"):
-        classroom.write_student_versions(src.parent, src.parent, force=True)
+    with pytest.raises(student.CourseError, match="replace the source notebooks"):
+        student.write_student_versions(src.parent, src.parent, force=True)
     assert "6 * 7" in src.read_text(encoding="utf-8")
 
 
@@ -203,27 +203,27 @@ def kinds(changes) -> dict[str, str]:
 
 def test_start_copies_student_versions_and_a_rerun_changes_nothing(tmp_path, course):
     ws = tmp_path / "ws"
-    assert kinds(classroom.start_workspace(ws, course)) == {"01-basics.ipynb": "added", "02-more.ipynb": "added"}
+    assert kinds(workspace.start_workspace(ws, course)) == {"01-basics.ipynb": "added", "02-more.ipynb": "added"}
     copied = (ws / "01-basics.ipynb").read_text(encoding="utf-8")
     assert "NotImplementedError" in copied and "6 * 7" not in copied  # the student version, not the source
     assert sorted(p.name for p in ws.glob("*.ipynb")) == ["01-basics.ipynb", "02-more.ipynb"]
 
-    changes = classroom.start_workspace(ws, course)
+    changes = workspace.start_workspace(ws, course)
     assert kinds(changes) == {"01-basics.ipynb": "same", "02-more.ipynb": "same"}
-    assert "2 notebook(s) already here (0 with your edits)" in classroom.summary(ws, changes)
+    assert "2 notebook(s) already here (0 with your edits)" in workspace.summary(ws, changes)
 
 
 def test_start_never_overwrites_and_saves_course_updates_beside_the_learners_copy(tmp_path, course):
     ws = tmp_path / "ws"
-    classroom.start_workspace(ws, course)
+    workspace.start_workspace(ws, course)
     mine = (ws / "01-basics.ipynb").read_text(encoding="utf-8").replace("YOUR CODE HERE", "my own work")
     (ws / "01-basics.ipynb").write_text(mine, encoding="utf-8")
-    assert kinds(classroom.start_workspace(ws, course))["01-basics.ipynb"] == "yours"  # the course did not change
+    assert kinds(workspace.start_workspace(ws, course))["01-basics.ipynb"] == "yours"  # the course did not change
 
     write(course / "01-basics.ipynb", make_notebook(new_markdown_cell("# Basics, v2"), new_code_cell(EXERCISE)))
     write(course / "02-more.ipynb", make_notebook(new_code_cell("x = 3")))
     write(course / "03-new.ipynb", make_notebook(new_code_cell("z = 1")))
-    changes = {c.notebook: c for c in classroom.start_workspace(ws, course)}
+    changes = {c.notebook: c for c in workspace.start_workspace(ws, course)}
 
     assert (ws / "01-basics.ipynb").read_text(encoding="utf-8") == mine  # the learner's work, untouched
     assert changes["01-basics.ipynb"].kind == "update" and changes["01-basics.ipynb"].edited
@@ -232,7 +232,7 @@ def test_start_never_overwrites_and_saves_course_updates_beside_the_learners_cop
     assert changes["02-more.ipynb"].kind == "update" and not changes["02-more.ipynb"].edited
     assert "x = 2" in (ws / "02-more.ipynb").read_text(encoding="utf-8")
     assert changes["03-new.ipynb"].kind == "added"
-    text = classroom.summary(ws, list(changes.values()))
+    text = workspace.summary(ws, list(changes.values()))
     assert "! 01-basics.ipynb: the course changed this notebook since you copied it." in text
     assert "Your copy, with your edits, is kept exactly as it is." in text
     assert 'saved as "01-basics (course update 1).ipynb"' in text
@@ -240,24 +240,24 @@ def test_start_never_overwrites_and_saves_course_updates_beside_the_learners_cop
     assert "+ 03-new.ipynb  (new)" in text
 
     # Starting again offers nothing new; a further course change gets the next free name.
-    rerun = classroom.start_workspace(ws, course)
+    rerun = workspace.start_workspace(ws, course)
     assert kinds(rerun)["01-basics.ipynb"] == "update-saved-before"
     assert '(01-basics.ipynb: the course update saved earlier is in "01-basics (course update 1).ipynb".)' in (
-        classroom.summary(ws, rerun)
+        workspace.summary(ws, rerun)
     )
     assert len(list(ws.glob("01-basics*.ipynb"))) == 2
     write(course / "01-basics.ipynb", make_notebook(new_markdown_cell("# Basics, v3"), new_code_cell(EXERCISE)))
-    again = {c.notebook: c for c in classroom.start_workspace(ws, course)}
+    again = {c.notebook: c for c in workspace.start_workspace(ws, course)}
     assert again["01-basics.ipynb"].saved_as == "01-basics (course update 2).ipynb"
     assert (ws / "01-basics.ipynb").read_text(encoding="utf-8") == mine
 
 
 def test_start_restores_a_deleted_notebook_and_keeps_unknown_files(tmp_path, course):
     ws = tmp_path / "ws"
-    classroom.start_workspace(ws, course)
+    workspace.start_workspace(ws, course)
     (ws / "02-more.ipynb").unlink()
     (ws / "notes.md").write_text("mine", encoding="utf-8")
-    assert kinds(classroom.start_workspace(ws, course))["02-more.ipynb"] == "restored"
+    assert kinds(workspace.start_workspace(ws, course))["02-more.ipynb"] == "restored"
     assert (ws / "notes.md").read_text(encoding="utf-8") == "mine"
 
 
@@ -265,17 +265,17 @@ def test_start_treats_a_file_it_did_not_copy_as_the_learners(tmp_path, course):
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "01-basics.ipynb").write_text("{}", encoding="utf-8")  # e.g. copied by hand, no manifest
-    changes = {c.notebook: c for c in classroom.start_workspace(ws, course)}
+    changes = {c.notebook: c for c in workspace.start_workspace(ws, course)}
     assert (changes["01-basics.ipynb"].kind, changes["01-basics.ipynb"].edited) == ("update", True)
     assert (ws / "01-basics.ipynb").read_text(encoding="utf-8") == "{}"
 
 
 def test_start_refuses_a_workspace_inside_the_course_and_bad_markers_touch_nothing(tmp_path, course):
-    with pytest.raises(classroom.CourseError, match="choose a folder of your own"):
-        classroom.start_workspace(course / "mine", course)
+    with pytest.raises(student.CourseError, match="choose a folder of your own"):
+        workspace.start_workspace(course / "mine", course)
     write(course / "02-more.ipynb", make_notebook(new_code_cell("### BEGIN SOLUTION")))
     with pytest.raises(MarkerError, match="02-more.ipynb, cell 1, line 1"):
-        classroom.start_workspace(tmp_path / "ws", course)
+        workspace.start_workspace(tmp_path / "ws", course)
     assert not (tmp_path / "ws").exists()
 
 
@@ -289,12 +289,12 @@ def test_start_command_copy_only(tmp_path, course, capsys):
 
 
 def test_jupyter_command_is_rooted_at_the_workspace(tmp_path):
-    command = classroom.jupyter_command(tmp_path, open_browser=False)
+    command = workspace.jupyter_command(tmp_path, open_browser=False)
     assert command[1:3] == ["-m", "jupyterlab"]
     assert f"--ServerApp.root_dir={tmp_path}" in command and "--no-browser" in command
-    assert "--no-browser" not in classroom.jupyter_command(tmp_path, open_browser=True)
+    assert "--no-browser" not in workspace.jupyter_command(tmp_path, open_browser=True)
 
 
 def test_course_notebooks_come_from_the_clone_in_an_editable_install():
-    assert classroom.course_notebooks_dir() == REPO / "notebooks"
-    assert classroom.default_workspace().parent == Path.home()
+    assert workspace.course_notebooks_dir() == REPO / "notebooks"
+    assert workspace.default_workspace().parent == Path.home()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from fedtutor import cli
+from fedtutor.course import cli, doctor
 
 
 def test_doctor_passes_on_this_machine(capsys):
@@ -23,29 +23,29 @@ def test_python_module_entry_point_runs_doctor():
 
 
 def test_old_python_fails_with_fix():
-    check = cli.check_python((3, 9, 18))
+    check = doctor.check_python((3, 9, 18))
     assert not check.ok and "3.9.18" in check.detail and "Python 3.10 or newer" in check.line()
 
 
 def test_missing_package_fails_with_pip_fix():
-    check = cli.check_package("definitely_not_a_module_xyz", "xyz-pkg", minimum=">=1.0")
+    check = doctor.check_package("definitely_not_a_module_xyz", "xyz-pkg", minimum=">=1.0")
     assert not check.ok and check.detail == "not installed"
     assert 'pip install "xyz-pkg>=1.0"' in check.line()
 
 
 def test_too_old_package_is_reported():
-    check = cli.check_package("pytest", minimum=">=999.0")
+    check = doctor.check_package("pytest", minimum=">=999.0")
     assert not check.ok and "too old" in check.detail and "pip install -U" in check.fix
 
 
 def test_low_disk_fails_with_fix(tmp_path):
-    check = cli.check_disk(str(tmp_path), minimum_gb=1e9)
+    check = doctor.check_disk(str(tmp_path), minimum_gb=1e9)
     assert not check.ok and "free at least" in check.fix
 
 
 def test_doctor_exit_status_is_1_when_a_required_check_fails(monkeypatch, capsys):
-    old_python = cli.check_python((3, 8, 0))
-    monkeypatch.setattr(cli, "check_python", lambda: old_python)
+    old_python = doctor.check_python((3, 8, 0))
+    monkeypatch.setattr(doctor, "check_python", lambda: old_python)
     assert cli.main(["doctor"]) == 1
     out = capsys.readouterr().out
     assert "[FAIL] python" in out and "fix:" in out and "1 problem(s) to fix: python" in out
@@ -59,7 +59,7 @@ def test_broken_data_folder_fails_the_doctor(tmp_path, monkeypatch, capsys):
 
 def test_quick_mode_is_reported(monkeypatch):
     monkeypatch.setenv("FEDTUTOR_QUICK", "1")
-    assert "quick (FEDTUTOR_QUICK=1)" in cli.check_mode().detail
+    assert "quick (FEDTUTOR_QUICK=1)" in doctor.check_mode().detail
     monkeypatch.delenv("FEDTUTOR_QUICK")
     monkeypatch.setenv("CI", "false")
-    assert cli.check_mode().detail.startswith("full")
+    assert doctor.check_mode().detail.startswith("full")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fedtutor import cli
+from fedtutor.course import cli
 
 SMALL = ["demo", "--clients", "10", "--fraction", "0.2", "--rounds", "2", "--epochs", "1", "--batch", "50"]
 

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import fedtutor
-from fedtutor import classroom
-from fedtutor.exercises import EXERCISES, Wrong, check, hint, solution
+from fedtutor.course import student
+from fedtutor.course.exercises import EXERCISES, Wrong, check, hint, solution
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]-*.ipynb"))
@@ -23,9 +23,9 @@ def exercise_cells(path: Path) -> list[tuple[int, str | None]]:
     """(cell number, checked exercise id) of every cell with a solution region."""
     nb = nbformat.read(path, as_version=4)
     return [
-        (number, classroom.exercise_id(cell.source))
+        (number, student.exercise_id(cell.source))
         for number, cell in enumerate(nb.cells, start=1)
-        if cell.cell_type == "code" and classroom.solution_regions(cell.source)[0]
+        if cell.cell_type == "code" and student.solution_regions(cell.source)[0]
     ]
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from fedtutor import federated as fl
 from fedtutor.models import CNN, MLP2NN, TinyLinear, count_parameters
-from fedtutor.training import intra_op_threads
+from fedtutor.speedups import intra_op_threads
 
 
 def toy_clients(sizes=(10, 10, 10, 10), features=4, classes=3, seed=0) -> list[fl.Client]:
@@ -33,7 +33,7 @@ def toy_model(seed=0) -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
 
 
-def run(strategy, rounds=2, clients=None, model=None, **kwargs) -> tuple[fl.History, nn.Module]:
+def run(strategy, rounds=2, clients=None, model=None, **kwargs) -> tuple[fl.RoundHistory, nn.Module]:
     model = model or toy_model()
     kwargs = {"progress": False, "live": False, **kwargs}
     history = fl.run_federated(model, clients or toy_clients(), toy_test(), strategy, rounds=rounds, **kwargs)
@@ -225,7 +225,7 @@ def test_history_rounds_to_json_and_plot(tmp_path):
     assert history.rounds_to(best) == accs.index(best) + 1
     assert history.rounds_to(1.0) is None or best == 1.0
     path = history.save_json(tmp_path / "h.json")
-    loaded = fl.History.load_json(path)
+    loaded = fl.RoundHistory.load_json(path)
     assert loaded.records == json.loads(json.dumps(history.records)) and loaded.label == "toy"
     assert loaded.config["epochs"] == 3 and loaded.config["rounds"] == 4
     assert loaded.config["strategy"] == "FedAvg" and loaded.config["aggregator"] is None
@@ -292,7 +292,7 @@ def test_live_plot_redraws_throttled_and_always_ends_with_the_final_figure():
             self.rounds_drawn.append(len(fig.axes[0].lines[0].get_xdata()))
 
     assert not widgets.in_jupyter()  # pytest is no Jupyter kernel: live plotting is off by default
-    history = fl.History(label="toy")
+    history = fl.RoundHistory(label="toy")
     every, rare = (
         widgets.LivePlot(history, min_interval=0.0, handle=Recorder()),
         widgets.LivePlot(history, min_interval=3600.0, handle=Recorder()),
@@ -356,8 +356,8 @@ def test_a_client_without_data_downloads_but_returns_nothing():
 
 
 def test_exercise_checkers_accept_the_solution_and_explain_common_mistakes():
+    from fedtutor.course.exercises import Wrong, check
     from fedtutor.data import label_counts, shards
-    from fedtutor.exercises import Wrong, check
     from fedtutor.models import CNN, count_parameters
 
     upload = 10 * count_parameters(CNN()) * 4 / 1e6
@@ -380,7 +380,7 @@ def test_exercise_checkers_accept_the_solution_and_explain_common_mistakes():
     assert check("07.2", 0.05, labels)
     with pytest.raises(Wrong, match="make alpha smaller"):
         check("07.2", 100.0, labels)
-    history = fl.History([{"round": 1, "clients": [1, 2], "test_acc": 0.5}])
+    history = fl.RoundHistory([{"round": 1, "clients": [1, 2], "test_acc": 0.5}])
     assert check("07.3", 2.5, 5, 0.5, history)
     with pytest.raises(Wrong, match="how many drop out"):
         check("07.3", 1.0, 5, 0.2, history)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fedtutor import models, seed_everything, training
+from fedtutor import models, seed_everything
 from fedtutor.training import (
     History,
     batches,
@@ -121,32 +121,3 @@ def test_loading_into_the_wrong_model_is_explained(tmp_path):
         load_checkpoint(models.CNN(), path)
     with pytest.raises(FileNotFoundError, match="No checkpoint at"):
         load_checkpoint(models.CNN(), tmp_path / "missing.pt")
-
-
-def test_plain_sgd_takes_exactly_torch_sgds_steps():
-    torch.manual_seed(0)
-    ours, theirs = models.CNN(), models.CNN()
-    theirs.load_state_dict(ours.state_dict())
-    start = ours.features[0].weight.clone()
-    x, y = torch.randn(20, 1, 28, 28), torch.randint(0, 10, (20,))
-    for model, optimizer in (
-        (ours, training.PlainSGD(ours.parameters(), lr=0.1)),
-        (theirs, torch.optim.SGD(theirs.parameters(), lr=0.1)),
-    ):
-        training.train_epoch(model, training.batches(x, y, 5), optimizer)
-    assert not torch.equal(ours.features[0].weight, start)  # it did train
-    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
-        assert torch.equal(a, b)
-
-
-def test_the_cnn_works_with_torch_utilities_and_predicts_through_a_fast_copy():
-    torch.manual_seed(0)
-    model = models.CNN()
-    vector = torch.nn.utils.parameters_to_vector(model.parameters())  # needs .view(-1) on every weight
-    assert vector.shape == (1_663_370,)
-    x = torch.randn(30, 1, 28, 28)
-    fast = training.predict(model, x, batch_size=7)  # channels-last copy, in chunks
-    with torch.no_grad():
-        plain = model(x)
-    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
-    assert model.features[3].weight.is_contiguous()  # the model itself was not converted

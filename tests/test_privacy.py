@@ -416,7 +416,7 @@ def test_dp_aggregator_clips_weights_clients_equally_and_records_norms():
 
 
 def test_exercise_08_1_analytic_inversion(digits):
-    from fedtutor.exercises import Wrong, check
+    from fedtutor.course.exercises import Wrong, check
 
     torch.manual_seed(0)
     victim = digits[0][2:3]
@@ -437,7 +437,7 @@ def test_exercise_08_1_analytic_inversion(digits):
 
 
 def test_exercise_08_2_mask_reuse():
-    from fedtutor.exercises import Wrong, check
+    from fedtutor.course.exercises import Wrong, check
 
     seeds = pairwise_seeds(3, seed=1)
     u1, u2 = torch.randn(5, generator=generator(1)), torch.randn(5, generator=generator(2))
@@ -450,7 +450,7 @@ def test_exercise_08_2_mask_reuse():
 
 
 def test_exercise_08_3_noise_for_a_budget():
-    from fedtutor.exercises import Wrong, check
+    from fedtutor.course.exercises import Wrong, check
 
     sigma = next(s / 100 for s in range(1, 10_000) if dp_epsilon(s / 100, rounds=100, delta=1e-5) <= 8)
     assert dp_epsilon(sigma, 100) <= 8 < dp_epsilon(sigma - 0.01, 100)

@@ -55,3 +55,24 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert "pytest" in command
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert command in ci_lines, f".ci/run does not run the README's test command: {command}"
+
+
+def _line_budget():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import line_budget
+    finally:
+        sys.path.pop(0)
+    return line_budget
+
+
+def test_library_and_course_machinery_stay_within_their_line_budgets():
+    budget = _line_budget()
+    library, course = sum(budget.library().values()), sum(budget.course().values())
+    assert library <= budget.LIBRARY_BUDGET, f"fedtutor/*.py has {library} non-blank lines (budget 2,500)"
+    assert course <= budget.COURSE_BUDGET, f"fedtutor/course has {course} non-blank lines"
+
+
+def test_contributing_shows_the_current_line_counts():
+    contributing = (ROOT / "docs" / "contributing.md").read_text(encoding="utf-8")
+    assert _line_budget().tables() in contributing, "run `python scripts/line_budget.py` and paste its tables"

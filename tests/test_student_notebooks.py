@@ -21,8 +21,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from fedtutor import classroom
-from fedtutor.cli import main
+from fedtutor.course import student
+from fedtutor.course.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -80,7 +80,7 @@ def executed(student_dir) -> dict[str, nbformat.NotebookNode]:
 
 
 def source_regions(cell) -> list[tuple[int, int]]:
-    return classroom.solution_regions(cell.source)[0] if cell.cell_type == "code" else []
+    return student.solution_regions(cell.source)[0] if cell.cell_type == "code" else []
 
 
 def describe(number: int, cell) -> str:
@@ -103,7 +103,7 @@ def test_student_version_is_valid_and_keeps_no_solution(sources, student_dir, so
     for number, (src, mine) in enumerate(zip(source.cells, student.cells, strict=True), start=1):
         assert mine.get("outputs", []) == [] and mine.get("execution_count") is None, f"{describe(number, mine)}"
         if mine.cell_type == "code":  # markdown may talk about the markers; code must not keep any
-            assert classroom.solution_regions(mine.source) == ([], []), f"{describe(number, mine)} keeps a marker"
+            assert student.solution_regions(mine.source) == ([], []), f"{describe(number, mine)} keeps a marker"
         regions = source_regions(src)
         if not regions:
             assert mine.source == src.source, f"{describe(number, src)} changed although it has no solution"
@@ -128,7 +128,7 @@ def test_exercise_cells_stop_at_the_placeholder_and_every_other_cell_runs(source
         errors = [out for out in cell.outputs if out.output_type == "error"]
         if source_regions(src):
             exercises += 1
-            wanted = classroom.exercise_id(src.source)
+            wanted = student.exercise_id(src.source)
             prefix = f"Exercise {wanted}:" if wanted else "This exercise is yours"
             ok = [e for e in errors if e.ename == "NotImplementedError" and e.evalue.startswith(prefix)]
             if not ok:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedtutor.exercises import Wrong, check
+from fedtutor.course.exercises import Wrong, check
 from fedtutor.models import CNN, TinyLinear, count_parameters
 from fedtutor.workers import VirtualWorker, sandbox
 

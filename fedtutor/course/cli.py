@@ -9,142 +9,13 @@ sets ``func``; ``main`` only dispatches.
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
-import platform
-import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-
-MIN_PYTHON = (3, 10)
-MIN_FREE_DISK_GB = 1.0
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-    required: bool = True
-
-    def line(self) -> str:
-        mark = "ok  " if self.ok else ("FAIL" if self.required else "warn")
-        text = f"[{mark}] {self.name:<14} {self.detail}"
-        return text if self.ok or not self.fix else f"{text}\n       fix: {self.fix}"
-
-
-def check_python(version: tuple[int, ...] = tuple(sys.version_info[:3])) -> Check:
-    shown = ".".join(map(str, version))
-    ok = tuple(version[:2]) >= MIN_PYTHON
-    fix = "install Python 3.10 or newer (python.org or conda), make a fresh venv with it, reinstall fedtutor"
-    return Check("python", ok, f"{shown} ({platform.python_implementation()})", fix)
-
-
-def check_package(module: str, pip_name: str | None = None, required: bool = True, minimum: str = "") -> Check:
-    """Import ``module`` and report its version (or the pip command that fixes it)."""
-    pip_name = pip_name or module
-    try:
-        mod = importlib.import_module(module)
-    except Exception as err:  # noqa: BLE001 - a broken install raises more than ImportError
-        reason = "not installed" if isinstance(err, ModuleNotFoundError) else f"fails to import: {err}"
-        return Check(module, False, reason, f'pip install "{pip_name}{minimum}"', required)
-    version = getattr(mod, "__version__", "?")
-    if minimum and version != "?" and _version_tuple(version) < _version_tuple(minimum.lstrip(">=")):
-        return Check(module, False, f"{version} is too old", f'pip install -U "{pip_name}{minimum}"', required)
-    return Check(module, True, version, required=required)
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    parts = []
-    for piece in version.split("+")[0].split(".")[:3]:
-        digits = "".join(c for c in piece if c.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
-
-
-def check_torch_device() -> Check:
-    import torch
-
-    if torch.cuda.is_available():
-        return Check("accelerator", True, f"CUDA: {torch.cuda.get_device_name(0)} (not needed; the course runs on CPU)")
-    return Check("accelerator", True, "CPU only (that is all the course needs)", required=False)
-
-
-def check_widgets_extension() -> Check:
-    """ipywidgets 8 renders in JupyterLab through the jupyterlab_widgets prebuilt extension."""
-    try:
-        import jupyterlab_widgets
-    except ModuleNotFoundError:
-        return Check(
-            "widgets ext",
-            False,
-            "jupyterlab_widgets not installed: sliders would show as text",
-            'pip install "ipywidgets>=8" (it brings jupyterlab_widgets), then restart JupyterLab',
-        )
-    return Check("widgets ext", True, f"jupyterlab_widgets {jupyterlab_widgets.__version__}")
-
-
-def check_data() -> Check:
-    from fedtutor.data import DataError, mnist_source
-
-    try:
-        source = mnist_source()
-    except DataError as err:
-        return Check("data", False, str(err), "see the message above; `unset FEDTUTOR_DATA` restores the default")
-    if source.is_mini:
-        detail = f"{source.describe()}; full MNIST downloads automatically when online"
-        return Check("data", True, detail)
-    return Check("data", True, source.describe())
-
-
-def check_disk(path: str | None = None, minimum_gb: float = MIN_FREE_DISK_GB) -> Check:
-    from fedtutor.data import cache_dir
-
-    target = path or str(_existing_parent(cache_dir()))
-    free_gb = shutil.disk_usage(target).free / 1e9
-    fix = f"free at least {minimum_gb:.0f} GB on the drive holding {target}, or set FEDTUTOR_CACHE to another drive"
-    return Check("disk", free_gb >= minimum_gb, f"{free_gb:.1f} GB free at {target}", fix)
-
-
-def _existing_parent(path):
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
-
-
-def check_mode() -> Check:
-    from fedtutor import quick_mode
-
-    if quick_mode():
-        why = "FEDTUTOR_QUICK=1" if os.environ.get("FEDTUTOR_QUICK") == "1" else "CI=true"
-        return Check("mode", True, f"quick ({why}): small data and few rounds, for demos and CI", required=False)
-    return Check("mode", True, "full: the real experiments (set FEDTUTOR_QUICK=1 for a fast demo)", required=False)
-
-
-def run_doctor() -> list[Check]:
-    checks = [check_python()]
-    packages = [
-        ("torch", "torch", ">=2.2"),
-        ("torchvision", "torchvision", ">=0.17"),
-        ("ipywidgets", "ipywidgets", ">=8.0"),
-        ("matplotlib", "matplotlib", ">=3.7"),
-        ("tqdm", "tqdm", ">=4.66"),
-        ("jupyterlab", "jupyterlab", ">=4.0"),
-    ]
-    checks += [check_package(module, pip, minimum=minimum) for module, pip, minimum in packages]
-    installed = {c.name: c.ok for c in checks}
-    if installed["torch"]:  # the rest needs torch
-        checks.append(check_torch_device())
-        checks.append(check_widgets_extension())
-        if installed["torchvision"]:  # finding the data goes through torchvision's dataset classes
-            checks.append(check_data())
-    checks += [check_disk(), check_mode()]
-    return checks
 
 
 def doctor(args: argparse.Namespace) -> int:
+    from fedtutor.course.doctor import run_doctor
+
     checks = run_doctor()
     print("fedtutor doctor: checking this machine for the course\n")
     for check in checks:
@@ -168,18 +39,19 @@ def add_doctor_command(subparsers) -> None:
 def start(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fedtutor import classroom
+    from fedtutor.course import workspace as ws
+    from fedtutor.course.student import CourseError, MarkerError
 
-    workspace = Path(args.dir).expanduser() if args.dir else classroom.default_workspace()
+    workspace = Path(args.dir).expanduser() if args.dir else ws.default_workspace()
     try:
-        changes = classroom.start_workspace(workspace, Path(args.course) if args.course else None)
-    except (classroom.CourseError, classroom.MarkerError, OSError) as err:
+        changes = ws.start_workspace(workspace, Path(args.course) if args.course else None)
+    except (CourseError, MarkerError, OSError) as err:
         print(f"fedtutor start: {err}", file=sys.stderr)
         return 1
-    print(classroom.summary(workspace, changes))
+    print(ws.summary(workspace, changes))
     if args.copy_only:
         return 0
-    return classroom.launch_jupyter(workspace, open_browser=not args.no_browser)
+    return ws.launch_jupyter(workspace, open_browser=not args.no_browser)
 
 
 def add_start_command(subparsers) -> None:
@@ -200,11 +72,11 @@ def add_start_command(subparsers) -> None:
 def student(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from fedtutor import classroom
+    from fedtutor.course.student import CourseError, MarkerError, write_student_versions
 
     try:
-        build = classroom.write_student_versions(Path(args.src), Path(args.dest), force=args.force)
-    except (classroom.CourseError, classroom.MarkerError, OSError) as err:
+        build = write_student_versions(Path(args.src), Path(args.dest), force=args.force)
+    except (CourseError, MarkerError, OSError) as err:
         print(f"fedtutor student: {err}", file=sys.stderr)
         return 1
     if build.conflicts:

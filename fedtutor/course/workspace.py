@@ -1,0 +1,213 @@
+"""The learner's own workspace (``fedtutor start``).
+
+``start_workspace`` copies the student version of every course notebook into a folder the
+learner owns (default ``~/fedtutor-course``), outside the course repository, so ``git pull``
+never touches their work. It never overwrites a file there: when the course changes a notebook
+the learner already has, the new version is saved next to it as ``NN-name (course update 1).ipynb``
+and the change is listed. A small manifest in ``.fedtutor/copied.json`` remembers what was
+copied, which is how it tells "the course changed" from "you edited it".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedtutor.course.student import (
+    PACKAGED_NOTEBOOKS,
+    CourseError,
+    course_notebook_paths,
+    student_versions,
+    write_atomically,
+    write_new_file,
+)
+
+MANIFEST = Path(".fedtutor") / "copied.json"
+
+
+def default_workspace() -> Path:
+    return Path.home() / "fedtutor-course"
+
+
+def course_notebooks_dir() -> Path:
+    """Where the installed course's source notebooks are.
+
+    ``pip install -e .`` from a clone: the clone's ``notebooks/``, next to the package (so a
+    ``git pull`` is picked up by the next ``fedtutor start``). A wheel: the copies shipped
+    inside the package as ``fedtutor/_notebooks/``.
+    """
+    clone = Path(__file__).resolve().parents[2]  # fedtutor/course/workspace.py -> the clone
+    if (clone / "pyproject.toml").is_file() and course_notebook_paths(clone / "notebooks"):
+        return clone / "notebooks"
+    if course_notebook_paths(PACKAGED_NOTEBOOKS):
+        return PACKAGED_NOTEBOOKS
+    raise CourseError(
+        f"Cannot find the course notebooks (looked in {clone / 'notebooks'} and {PACKAGED_NOTEBOOKS}). "
+        "Fix: install the course from a clone with `pip install -e .`, or pass --course NOTEBOOKS_DIR."
+    )
+
+
+@dataclass(frozen=True)
+class Change:
+    """What ``start_workspace`` did with one course notebook."""
+
+    notebook: str
+    kind: str  # "added", "restored", "same", "yours", "update", "update-saved-before"
+    edited: bool = False  # the learner changed their copy since it was copied
+    saved_as: str = ""  # for updates: the file holding the new course version
+
+    def describe(self) -> str:
+        if self.kind == "added":
+            return f"  + {self.notebook}  (new)"
+        if self.kind == "restored":
+            return f"  + {self.notebook}  (it was missing, so here it is again)"
+        if self.kind == "update-saved-before" and self.saved_as:
+            return f'  ({self.notebook}: the course update saved earlier is in "{self.saved_as}".)'
+        if self.kind != "update":
+            return ""
+        yours = (
+            "Your copy, with your edits, is kept exactly as it is."
+            if self.edited
+            else "Your copy is kept; you had not changed it, so you may delete it and use the new one."
+        )
+        return (
+            f"  ! {self.notebook}: the course changed this notebook since you copied it.\n"
+            f"      {yours}\n"
+            f'      The new version is saved as "{self.saved_as}".'
+        )
+
+
+def sha256(content: str | bytes) -> str:
+    return hashlib.sha256(content.encode("utf-8") if isinstance(content, str) else content).hexdigest()
+
+
+def load_manifest(workspace: Path) -> dict[str, dict[str, str]]:
+    path = workspace / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["notebooks"]
+    except (ValueError, KeyError, TypeError):
+        # A damaged manifest only costs us the "did you edit it" distinction: files stay safe.
+        return {}
+
+
+def save_manifest(workspace: Path, notebooks: dict[str, dict[str, str]]) -> None:
+    text = json.dumps({"format": 1, "notebooks": notebooks}, indent=1, sort_keys=True) + "\n"
+    write_atomically(workspace / MANIFEST, text)
+
+
+def update_name(notebook: str, k: int) -> str:
+    return f"{Path(notebook).stem} (course update {k}).ipynb"
+
+
+def save_update(workspace: Path, notebook: str, text: str) -> str:
+    """Save a new course version next to the learner's copy; reuses an identical earlier update."""
+    k = 1
+    while (workspace / update_name(notebook, k)).exists():
+        if (workspace / update_name(notebook, k)).read_bytes() == text.encode("utf-8"):
+            return update_name(notebook, k)
+        k += 1
+    write_new_file(workspace / update_name(notebook, k), text)
+    return update_name(notebook, k)
+
+
+def check_workspace(workspace: Path, course: Path) -> None:
+    inside_course = workspace.resolve() == course.resolve() or course.resolve() in workspace.resolve().parents
+    if inside_course:
+        raise CourseError(
+            f"{workspace} is inside the course's own notebooks ({course}); a course update could overwrite "
+            "your work there. Fix: choose a folder of your own, e.g. `fedtutor start ~/fedtutor-course`."
+        )
+    if workspace.exists() and not workspace.is_dir():
+        raise CourseError(f"{workspace} is a file, not a folder. Fix: choose another workspace folder.")
+
+
+def start_workspace(workspace: Path, course: Path | None = None) -> list[Change]:
+    """Copy the student version of every course notebook into ``workspace``; never overwrite.
+
+    Per notebook: missing in the workspace -> copied; identical -> nothing to do; the
+    course version unchanged since it was copied (the learner edited theirs) -> nothing to do;
+    otherwise the course changed -> the new version is saved beside the learner's copy.
+    """
+    workspace = Path(workspace).expanduser()
+    course = Path(course) if course is not None else course_notebooks_dir()
+    check_workspace(workspace, course)
+    versions = student_versions(course)  # may raise MarkerError: then nothing is touched
+    workspace.mkdir(parents=True, exist_ok=True)
+    manifest = load_manifest(workspace)
+    changes = []
+    for name, (text, _) in versions.items():
+        change, entry = sync_notebook(workspace, name, text, dict(manifest.get(name, {})))
+        manifest[name] = entry
+        changes.append(change)
+    save_manifest(workspace, manifest)
+    return changes
+
+
+def sync_notebook(workspace: Path, name: str, text: str, entry: dict[str, str]) -> tuple[Change, dict[str, str]]:
+    """One notebook of ``start_workspace``; returns what happened and its new manifest entry."""
+    target, digest = workspace / name, sha256(text)
+    if not target.exists():
+        write_new_file(target, text)
+        return Change(name, "restored" if entry else "added"), {"copied": digest}
+    current = sha256(target.read_bytes())  # bytes: whatever the learner saved, even if not UTF-8
+    edited = "copied" in entry and current != entry["copied"]
+    if current == digest:
+        return Change(name, "same"), {**entry, "copied": entry.get("copied", digest)}
+    if digest == entry.get("copied"):
+        return Change(name, "yours", edited=True), entry
+    if digest == entry.get("offered"):
+        still_there = (workspace / entry.get("offered_as", "")).is_file()  # "" names the folder: False
+        return Change(name, "update-saved-before", edited, entry["offered_as"] if still_there else ""), entry
+    saved_as = save_update(workspace, name, text)
+    return Change(name, "update", edited or not entry, saved_as), {**entry, "offered": digest, "offered_as": saved_as}
+
+
+def summary(workspace: Path, changes: Sequence[Change]) -> str:
+    """What a learner reads after ``fedtutor start``."""
+    lines = [f"Your course workspace: {workspace}"]
+    lines += [c.describe() for c in changes if c.describe()]
+    quiet = [c for c in changes if c.kind in ("same", "yours", "update-saved-before")]
+    if quiet:
+        edited = sum(c.edited for c in quiet)
+        lines.append(f"  {len(quiet)} notebook(s) already here ({edited} with your edits).")
+    lines.append("Your files here are never overwritten: course updates arrive as new files.")
+    return "\n".join(lines)
+
+
+def jupyter_command(workspace: Path, open_browser: bool = True, extra: Sequence[str] = ()) -> list[str]:
+    """The JupyterLab command ``fedtutor start`` runs, rooted at the workspace.
+
+    As root (a Docker container, typically) JupyterLab refuses to start without ``--allow-root``;
+    whoever runs the course as root already runs everything else as root, so we pass it.
+    """
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={workspace}"]
+    if not open_browser:
+        command.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")
+    return command + list(extra)
+
+
+def launch_jupyter(workspace: Path, open_browser: bool = True, extra: Sequence[str] = ()) -> int:
+    try:
+        import jupyterlab  # noqa: F401 - only to give a clear message when it is missing
+    except ModuleNotFoundError:
+        print(f'JupyterLab is not installed. Fix: pip install "jupyterlab>=4", then open {workspace}.')
+        return 1
+    print("Starting JupyterLab (stop it with Ctrl+C) ...", flush=True)
+    process = subprocess.Popen(jupyter_command(workspace, open_browser, extra), cwd=workspace)
+    while True:
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            # JupyterLab received the same Ctrl+C and shuts itself and its kernels down cleanly
+            # (or asks to confirm); killing it here, as subprocess.call would, orphans kernels.
+            continue
