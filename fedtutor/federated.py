@@ -1,54 +1,33 @@
 """Federated averaging (McMahan et al. 2017) on in-memory tensors: clients, strategies, rounds.
 
-What lives here, and why it is shaped this way:
-
-- ``Client``: one data holder, an id and its own tensors ``x`` (n, 1, 28, 28) / ``y`` (n,).
-  ``make_clients(x, y, parts)`` builds them from a partition of ``fedtutor.data`` (``iid``,
-  ``shards``, ``dirichlet``).
+- ``Client``: one data holder, an id and its own tensors ``x`` (n, 1, 28, 28) / ``y`` (n,);
+  ``make_clients(x, y, parts)`` builds them from a partition (``data.iid/shards/dirichlet``).
 - ``FedAvg``: the *configuration* of a round: client fraction ``fraction`` (the paper's C),
-  local ``epochs`` (E), local ``batch_size`` (B; ``None`` = the client's whole data as one
-  batch), client ``lr``, FedProx's ``mu``, server ``server_lr`` and ``server_momentum``, and
-  ``dropout`` (the probability that a selected client never returns its update).
-  ``FedSGD(...)`` is FedAvg with E=1, B=None: one full-batch gradient step per client, which
-  averaged is one gradient step on the union of their data. ``FedProx(mu=...)`` adds the
-  proximal term ``mu/2 * ||w - w_global||^2`` to each client's loss.
-- ``Server``: holds the global model and the server optimizer's state; ``server.round(t)``
-  samples clients, trains them (in threads when that helps), aggregates, steps.
-- ``run_federated(...)``: the one-call entry point used by notebooks, ``fedtutor demo`` and the
-  benchmarks; returns a history (per round: accuracy, loss, clients used, bytes up/down)
-  (a ``RoundHistory``) with ``.plot()``, ``.rounds_to(target)`` and ``.save_json(path)``.
+  local ``epochs`` (E), local ``batch_size`` (B; ``None`` = one full batch), client ``lr``,
+  FedProx's ``mu``, ``server_lr``, ``server_momentum`` and ``dropout`` (the probability that a
+  selected client never returns). ``FedSGD`` is FedAvg with E=1, B=None: averaged, one gradient
+  step on the union of the clients' data. ``FedProx(mu=...)`` adds ``mu/2 * ||w - w_global||^2``
+  to each client's loss.
+- ``train_client``: one client's local training, in plain PyTorch (``copy.deepcopy``,
+  ``torch.optim.SGD``, a loop). The engine passes it the faster equivalents of
+  ``fedtutor.speedups`` and trains a round's clients side by side in threads.
+- ``Server``: keeps the global model; ``server.round(t)`` samples, trains, aggregates, steps.
+- ``run_federated(...)``: the one-call entry point; returns a ``RoundHistory`` (per round:
+  accuracy, loss, clients used, bytes up/down) with ``.plot()``, ``.rounds_to()``, ``.save_json()``.
 
 **The aggregation hook.** Every update reaches the server as a flat vector
-``delta = w_client - w_global`` (shape (P,), P = number of parameters, in the order of
-``model.parameters()``). The server calls::
+``delta = w_client - w_global`` (P,), in the order of ``model.parameters()``. The server calls
+``strategy.aggregate(deltas, weights) -> (P,)`` with the deltas of the clients that returned, in
+increasing client id, and their numbers of examples as float64 ``weights``; the default is the
+weighted mean (``weighted_average``). Pass ``aggregator=callable`` with the same signature (or
+subclass ``FedAvg``) to clip, mask, add noise or use a robust mean. The server then applies
+``w <- w + server_lr * v`` with ``v <- server_momentum * v + aggregate(...)``.
 
-    strategy.aggregate(deltas: list[Tensor], weights: Tensor) -> Tensor   # (P,)
-
-with the deltas of the clients that returned, in increasing client id, and ``weights`` (float64,
-one per delta) their numbers of examples. The default returns the weighted mean
-``sum_k n_k * delta_k / sum_k n_k`` (``weighted_average``). Secure aggregation or differential
-privacy plug in by subclassing ``FedAvg`` and overriding ``aggregate`` (clip each delta, mask,
-sum, add noise, ...), or by passing ``aggregator=callable`` with the same signature. The server
-then applies ``w <- w + server_lr * v`` with ``v <- server_momentum * v + aggregate(...)``
-(plain FedAvg: server_lr=1, server_momentum=0, so ``w`` becomes the weighted mean of the
-clients' weights).
-
-**Determinism.** Round ``t`` draws its client sample and dropouts from a generator seeded by
-``(seed, t)``; client ``k`` shuffles its batches with a generator seeded by ``(seed, t, k)``;
-updates are aggregated in client-id order. So a seed fixes every number, and training the
-clients of a round at the same time in threads gives exactly the sequential result: bit for bit
-when the sequential run also uses one intra-op thread (with more, torch splits float sums
-differently and the last bits can differ, which is true of any torch code).
-
-**Parallel clients.** torch releases the GIL inside its kernels, so the engine trains the
-clients of a round concurrently in threads of one process (``workers``; default: one per
-core), each with one intra-op thread, and ``workers=1`` trains one client at a time. The engine
-also passes ``fedtutor.speedups``' optimizer and model copy to ``train_client`` and evaluates
-with ``speedups.evaluate``; that module says what each buys. ``train_client`` itself, the code
-to read, is plain PyTorch: ``copy.deepcopy`` and ``torch.optim.SGD``.
-
-**Live plot.** Inside Jupyter, ``run_federated`` redraws the accuracy curve after each round
-(``fedtutor.widgets.LivePlot``); executed headless, the saved output is the final figure.
+**Determinism.** Round ``t`` samples clients with a generator seeded by ``(seed, t)``; client
+``k`` shuffles its batches with one seeded by ``(seed, t, k)``; updates are summed in client-id
+order. So a seed fixes every number, and clients trained in threads give the sequential result
+bit for bit (when the sequential run also uses one intra-op thread: with more, torch splits float
+sums differently and the last bits can differ).
 """
 
 from __future__ import annotations
@@ -69,6 +48,22 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fedtutor import speedups, training
+
+__all__ = [
+    "Client",
+    "FedAvg",
+    "FedProx",
+    "FedSGD",
+    "RoundHistory",
+    "Server",
+    "derive_seed",
+    "flat_params",
+    "make_clients",
+    "run_federated",
+    "set_flat_params",
+    "train_client",
+    "weighted_average",
+]
 
 Aggregator = Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor]
 BYTES_PER_FLOAT = 4  # float32 parameters on the wire

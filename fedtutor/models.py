@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = ["CNN", "MLP2NN", "TinyLinear", "build_model", "count_parameters"]
+
 
 class MLP2NN(nn.Module):
     """The paper's "2NN": 784 -> 200 -> 200 -> 10 with ReLUs; 199,210 parameters."""

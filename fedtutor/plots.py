@@ -13,6 +13,18 @@ import torch
 
 from fedtutor.data import denormalize
 
+__all__ = [
+    "accuracy_curves",
+    "confusion",
+    "draw_deployment",
+    "histograms",
+    "image_grid",
+    "label_distribution",
+    "learning_curves",
+    "line",
+    "privacy_tradeoff",
+]
+
 plt.rcParams.update({"figure.dpi": 100, "font.size": 11, "axes.spines.top": False, "axes.spines.right": False})
 
 
@@ -190,5 +202,48 @@ def draw_deployment(config):
         color="dimgray",
     )
     ax.set_title(f"One machine, {n + 1} Flower processes (plus the helpers Flower starts for each app)")
+    fig.tight_layout()
+    return fig
+
+
+def message_log(log, title: str = "Bytes moved"):
+    """A horizontal bar per (kind, sender -> receiver) of a ``workers.MessageLog``: who sent how many bytes."""
+    totals = log.totals()
+    labels = [f"{k}: {s} -> {r}" for k, s, r in totals]
+    values = [nbytes for _, nbytes in totals.values()]
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.2))
+    bars = ax.barh(labels, values, color=["C3" if v else "C7" for v in values])
+    ax.bar_label(bars, [f"{v:,} B" for v in values], padding=3, fontsize=9)
+    ax.invert_yaxis()
+    ax.set(xlabel="bytes of tensor payload", title=title)
+    ax.set_xlim(0, max(values + [1]) * 1.3)
+    fig.tight_layout()
+    return fig
+
+
+def draw_workers(workers, title: str = "Who holds what"):
+    """One column per ``VirtualWorker``, a box per object it holds (red: private), arrows for pointers."""
+    from fedtutor.workers import Pointer
+
+    rows = max([len(w.store) for w in workers] + [1])
+    fig, ax = plt.subplots(figsize=(3.4 * len(workers), 0.55 * rows + 1.8))
+    boxes = {}  # object id -> (column, text artist), so arrows can start and end at box edges
+    for col, worker in enumerate(workers):
+        ax.text(col, 0.2, worker.name, ha="center", fontsize=13, weight="bold")
+        for row, (object_id, entry) in enumerate(worker.store.items(), start=1):
+            style = {"boxstyle": "round", "facecolor": "#f4c7c3" if entry.private else "#d9ead3", "edgecolor": "gray"}
+            label = f"#{object_id} {entry.kind}"
+            boxes[object_id] = col, ax.text(col, -0.6 * row, label, ha="center", va="center", fontsize=8, bbox=style)
+    for worker in workers:
+        for object_id, entry in worker.store.items():
+            if isinstance(entry.value, Pointer) and entry.value.id in boxes:
+                (from_col, source), (to_col, target) = boxes[object_id], boxes[entry.value.id]
+                ends = ((1, 0.5), (0, 0.5)) if to_col < from_col else ((0, 0.5), (1, 0.5))
+                arrow = {"arrowstyle": "->", "color": "C0", "lw": 1.5}
+                ax.annotate("", xy=ends[0], xycoords=target, xytext=ends[1], textcoords=source, arrowprops=arrow)
+    legend = "green: public   red: private   arrow: a pointer held there"
+    ax.text(0.5, 0.0, legend, transform=ax.transAxes, ha="center", fontsize=9, color="gray")
+    ax.set(xlim=(-0.6, len(workers) - 0.4), ylim=(-0.6 * rows - 0.6, 0.6), title=title)
+    ax.axis("off")
     fig.tight_layout()
     return fig

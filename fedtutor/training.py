@@ -18,6 +18,18 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+__all__ = [
+    "History",
+    "batches",
+    "confusion_matrix",
+    "evaluate",
+    "fit",
+    "load_checkpoint",
+    "predict",
+    "save_checkpoint",
+    "train_epoch",
+]
+
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Optimizer = torch.optim.Optimizer  # anything with zero_grad() and step() will do

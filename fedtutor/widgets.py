@@ -18,6 +18,8 @@ import time
 
 import torch
 
+__all__ = ["LivePlot", "alpha_explorer", "label_skew_figure"]
+
 # matplotlib (~30 MB) is imported where a figure is drawn, not here: ``run_federated`` imports
 # this module in plain scripts and benchmarks too, where nothing is ever drawn.
 

@@ -137,7 +137,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers():
     h_b, m_b = run(strategy, rounds=3, seed=7)
     h_c, m_c = run(strategy, rounds=3, seed=8)
     assert h_a.records == h_b.records and torch.equal(fl.flat_params(m_a), fl.flat_params(m_b))
-    assert h_a["clients"] != h_c["clients"] or not torch.equal(fl.flat_params(m_a), fl.flat_params(m_c))
+    assert h_a["clients"] != h_c["clients"]  # another seed samples other clients ...
+    assert not torch.equal(fl.flat_params(m_a), fl.flat_params(m_c))  # ... and trains to other weights
 
 
 # ----------------------------------------------------------------------------- strategies and faults
@@ -223,7 +224,7 @@ def test_history_rounds_to_json_and_plot(tmp_path):
     accs = history["test_acc"]
     best = max(accs)
     assert history.rounds_to(best) == accs.index(best) + 1
-    assert history.rounds_to(1.0) is None or best == 1.0
+    assert fl.RoundHistory([{"round": 1, "test_acc": 0.5}, {"round": 2, "test_acc": 0.7}]).rounds_to(0.8) is None
     path = history.save_json(tmp_path / "h.json")
     loaded = fl.RoundHistory.load_json(path)
     assert loaded.records == json.loads(json.dumps(history.records)) and loaded.label == "toy"
@@ -278,53 +279,6 @@ def test_bad_run_arguments():
         fl.make_clients(torch.randn(3, 4), torch.zeros(2), [torch.tensor([0])])
 
 
-# ----------------------------------------------------------------------------- live plot and slider
-
-
-def test_live_plot_redraws_throttled_and_always_ends_with_the_final_figure():
-    from fedtutor import widgets
-
-    class Recorder:  # stands in for an IPython display handle
-        def __init__(self):
-            self.rounds_drawn = []
-
-        def update(self, fig):
-            self.rounds_drawn.append(len(fig.axes[0].lines[0].get_xdata()))
-
-    assert not widgets.in_jupyter()  # pytest is no Jupyter kernel: live plotting is off by default
-    history = fl.RoundHistory(label="toy")
-    every, rare = (
-        widgets.LivePlot(history, min_interval=0.0, handle=Recorder()),
-        widgets.LivePlot(history, min_interval=3600.0, handle=Recorder()),
-    )
-    for t in range(1, 5):
-        history.records.append({"round": t, "test_acc": 0.1 * t, "bytes_up": 0, "bytes_down": 0})
-        every.update()
-        rare.update()
-    every.close()
-    rare.close()
-    assert every.handle.rounds_drawn == [1, 2, 3, 4, 4]
-    assert rare.handle.rounds_drawn == [1, 4]  # the first redraw, then only the final figure
-    silent = widgets.LivePlot(history, handle=None)  # plain Python: no display to update
-    silent.update()
-    silent.close()
-
-
-def test_alpha_explorer_redraws_the_label_distribution_when_the_slider_moves(capsys):
-    from fedtutor import widgets
-
-    labels = torch.arange(10).repeat_interleave(20)
-    control = widgets.alpha_explorer(labels, num_clients=8, seed=0, alpha=0.1)
-    slider = control.widget.children[0]
-    assert slider.description == "alpha" and slider.value == pytest.approx(0.1)
-    drawn = capsys.readouterr().out.count("Figure(")  # outside a kernel, display() prints the repr
-    slider.value = 10.0  # interact re-runs the drawing function
-    assert capsys.readouterr().out.count("Figure(") == drawn == 1
-    fig = widgets.label_skew_figure(labels, num_clients=8, alpha=10.0)
-    assert fig.axes[0].get_title().startswith("Dirichlet(alpha=10)")
-    assert len(fig.axes[0].patches) == 8 * 10  # one bar segment per client and digit
-
-
 def test_parallel_clients_each_run_with_one_intra_op_thread():
     seen = []
 
@@ -350,37 +304,3 @@ def test_a_client_without_data_downloads_but_returns_nothing():
     record = history.records[0]
     assert record["clients"] == [0, 2] and record["dropped"] == [1]
     assert record["bytes_down"] == 3 * record["bytes_up"] // 2
-
-
-# ----------------------------------------------------------------------------- exercises 06-07
-
-
-def test_exercise_checkers_accept_the_solution_and_explain_common_mistakes():
-    from fedtutor.course.exercises import Wrong, check
-    from fedtutor.data import label_counts, shards
-    from fedtutor.models import CNN, count_parameters
-
-    upload = 10 * count_parameters(CNN()) * 4 / 1e6
-    assert check("06.1", upload)
-    with pytest.raises(Wrong, match="twice the answer"):
-        check("06.1", 2 * upload)
-    with pytest.raises(Wrong, match="4 bytes"):
-        check("06.1", upload / 4)
-
-    deltas, sizes = [torch.ones(3), torch.zeros(3)], [1, 3]
-    assert check("06.2", torch.full((3,), 0.25), deltas, sizes)
-    with pytest.raises(Wrong, match="plain mean"):
-        check("06.2", torch.full((3,), 0.5), deltas, sizes)
-
-    labels = torch.arange(10).repeat_interleave(20)
-    parts = shards(labels, 10)
-    assert check("07.1", (label_counts(labels, parts) > 0).sum(1), labels, parts)
-    with pytest.raises(Wrong, match="numbers of examples"):
-        check("07.1", label_counts(labels, parts).sum(1), labels, parts)
-    assert check("07.2", 0.05, labels)
-    with pytest.raises(Wrong, match="make alpha smaller"):
-        check("07.2", 100.0, labels)
-    history = fl.RoundHistory([{"round": 1, "clients": [1, 2], "test_acc": 0.5}])
-    assert check("07.3", 2.5, 5, 0.5, history)
-    with pytest.raises(Wrong, match="how many drop out"):
-        check("07.3", 1.0, 5, 0.2, history)
