@@ -10,7 +10,11 @@ so the ratio says how much of the time is the lesson itself on this machine, wha
 Targets (2-core CPU): full mode under 180 s and 2 GB per notebook; quick mode for the whole
 course under 300 s.
 
-Usage:  python benchmarks/notebooks.py [--mode quick|full|both] [NOTEBOOK ...]
+``--standin`` runs every notebook in full mode on the 60,000-image MNIST stand-in
+(``scripts/make_mnist_standin.py``, given through ``FEDTUTOR_DATA``): the path a learner with
+internet takes, with the full MNIST's sizes, against the same targets.
+
+Usage:  python benchmarks/notebooks.py [--mode quick|full|both] [--standin [FOLDER]] [NOTEBOOK ...]
 Linux and macOS (uses the `resource` module).
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import runpy
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +33,15 @@ from process_tree import run_measured  # benchmarks/process_tree.py, beside this
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_BUDGET_S, FULL_BUDGET_GB, QUICK_SUITE_BUDGET_S = 180.0, 2.0, 300.0
+STANDIN_FILES = [
+    f"{stem}.gz"
+    for stem in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    )
+]
 
 RUNNER = r"""
 import json, resource, sys, time
@@ -42,8 +56,10 @@ print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024 if sys.platform 
 """
 
 
-def run_notebook(path: Path, quick: bool) -> dict[str, float]:
+def run_notebook(path: Path, quick: bool, data_folder: Path | None = None) -> dict[str, float]:
     env = dict(os.environ, FEDTUTOR_QUICK="1" if quick else "0", CI="true" if quick else "false")
+    if data_folder is not None:
+        env["FEDTUTOR_DATA"] = str(data_folder)
     run = run_measured([sys.executable, "-c", RUNNER, str(path), str(path.parent)], timeout=1800, env=env)
     if run.returncode != 0:
         raise SystemExit(f"{path.name} failed in {'quick' if quick else 'full'} mode:\n{run.stderr[-3000:]}")
@@ -59,13 +75,33 @@ def baseline_notebook() -> Path:
     return path
 
 
+def standin_folder(given: str | bool) -> Path:
+    """The stand-in's folder: FOLDER when it already holds the four files, else written there (or in a temp folder)."""
+    folder = Path(tempfile.mkdtemp()) / "mnist-standin" if given is True else Path(given)
+    if not all((folder / name).exists() for name in STANDIN_FILES):
+        maker = runpy.run_path(str(ROOT / "scripts" / "make_mnist_standin.py"))
+        maker["make_standin"](folder)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["quick", "full", "both"], default="both")
+    parser.add_argument(
+        "--standin",
+        nargs="?",
+        const=True,
+        metavar="FOLDER",
+        help="full mode on the 60,000-image MNIST stand-in (written to FOLDER, or a temporary folder, if absent)",
+    )
     parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args()
     notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
     modes = ["quick", "full"] if args.mode == "both" else [args.mode]
+    data_folder = None
+    if args.standin:
+        data_folder, modes = standin_folder(args.standin), ["full"]
+        print(f"data: the 60,000-image MNIST stand-in in {data_folder} (FEDTUTOR_DATA), full mode\n")
     base = run_notebook(baseline_notebook(), quick=True)
     print(
         f"baseline (kernel start + import fedtutor): {base['seconds']:.1f} s, kernel {base['peak_mb']:.0f} MB, "
@@ -75,7 +111,7 @@ def main() -> None:
     for mode in modes:
         total = 0.0
         for path in notebooks:
-            r = run_notebook(path, quick=mode == "quick")
+            r = run_notebook(path, quick=mode == "quick", data_folder=data_folder)
             total += r["seconds"]
             verdict = ""
             if mode == "full":
