@@ -15,8 +15,15 @@ peak memory is that of the process and all its descendants (Ray starts several),
 on Linux (see ``process_tree.py``).
 
 Flower's simulation needs Ray: ``pip install "flwr[simulation]"``. Without flwr (or Ray) the
-benchmark says so and exits 0. ``--deployment`` also times ``fedtutor.flower.run_deployment``
+benchmark says so and exits 0. ``--deployment`` also times ``fedtutor.course.launcher.run_deployment``
 (real SuperLink/SuperNode processes on 127.0.0.1) on the same workload.
+
+Data: every side reads the same IDX folder through ``fedtutor.flower.load_split``, which reads
+the folder named by ``FEDTUTOR_FLOWER_DATA`` (set here in each side's process, inherited by Ray's
+and Flower's processes; the deployment gets it as ``data_folder``). That folder is Fashion-MNIST's
+(``fashion_mnist.py``, beside this script) when installed, checked once by its loader; otherwise
+the variable is left unset and every side uses the course's MNIST. ``load_split`` standardizes
+with MNIST's mean and std either way: the same for every side, so the comparison is fair.
 
 Usage: python benchmarks/flower_compare.py [--rounds 5] [--model cnn] [--deployment]
 """
@@ -26,11 +33,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from fashion_mnist import fashion_mnist_folder, load_fashion_mnist  # beside this script
 from process_tree import run_measured  # benchmarks/process_tree.py, beside this script
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,15 +47,13 @@ CLIENTS, PER_CLIENT = 10, 600
 
 
 def workload(rounds: int, model: str):
-    from fedtutor import data
     from fedtutor.flower import DeploymentConfig
 
-    fashion = data.SYSTEM_FASHION_MNIST.exists()
+    fashion = fashion_mnist_folder() is not None
     return DeploymentConfig(
         clients=CLIENTS,
         rounds=rounds,
         model=model,
-        dataset="fashion-mnist" if fashion else "mnist",
         train_examples=CLIENTS * PER_CLIENT if fashion else 0,  # MNIST-mini: all 5,000
         epochs=1,
         batch_size=10,
@@ -62,7 +69,7 @@ def workload(rounds: int, model: str):
 
 
 def run_fedtutor(config) -> dict:
-    from fedtutor import data, federated, flower
+    from fedtutor import federated, flower
 
     clients = [flower.partition_for(config, k, config.clients) for k in range(config.clients)]
     model = flower.initial_model(config)
@@ -72,7 +79,7 @@ def run_fedtutor(config) -> dict:
     history = federated.run_federated(
         model,
         clients,
-        data.load_tensors(config.dataset, train=False),
+        flower.load_split(train=False),
         strategy,
         config.rounds,
         config.seed,
@@ -115,10 +122,11 @@ def run_flower_simulation(config, cpus_per_client: int | None = None) -> dict:
 
 
 def run_deployment(config) -> dict:
-    from fedtutor import flower
+    from fedtutor.course import launcher
+    from fedtutor.flower import DATA_FOLDER_ENV
 
     started = time.perf_counter()
-    history = flower.run_deployment(config, echo=lambda line: None)
+    history = launcher.run_deployment(config, echo=lambda line: None, data_folder=os.environ.get(DATA_FOLDER_ENV))
     rounds = history.records
     return {
         "wall_s": time.perf_counter() - started,
@@ -170,7 +178,12 @@ def main() -> int:
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
 
+    folder = fashion_mnist_folder()
     if args.side:  # child process: run one side, print one JSON line
+        if folder is not None:
+            from fedtutor.flower import DATA_FOLDER_ENV
+
+            os.environ[DATA_FOLDER_ENV] = str(folder)  # read by load_split here and in every child process
         result = SIDES[args.side](workload(args.rounds, args.model))
         print(json.dumps(result))
         return 0
@@ -179,10 +192,13 @@ def main() -> int:
     if missing:
         print(f'skipped: Flower\'s simulation needs {" and ".join(missing)}; pip install "flwr[simulation]"')
         return 0
+    if folder is not None:  # a DataError naming the file, now, rather than in every client process
+        load_fashion_mnist(train=True, folder=folder), load_fashion_mnist(train=False, folder=folder)
     config = workload(args.rounds, args.model)
     n_train = config.train_examples or 5000
     print(
-        f"workload: {config.clients} clients x {n_train // config.clients} {config.dataset} examples, "
+        f"workload: {config.clients} clients x {n_train // config.clients} "
+        f"{'Fashion-MNIST' if folder else 'MNIST-mini'} examples, "
         f"{config.model.upper()}, E={config.epochs}, B={config.batch_size}, {config.rounds} rounds, "
         "every client every round"
     )

@@ -19,8 +19,10 @@ over the network (127.0.0.1 by default):
 
 Why this API. Since Flower 1.13 (late 2024) ``start_server``/``start_client`` are deprecated;
 the recommended deployment is a long-running SuperLink and SuperNodes that execute a
-``ServerApp``/``ClientApp`` pair submitted with ``flwr run``, and since 1.21 apps exchange
-``Message``\\ s carrying ``ArrayRecord``\\ s (the "Message API"). That is what this module uses.
+``ServerApp``/``ClientApp`` pair submitted with ``flwr run``. Apps exchange ``Message``\\ s
+carrying ``ArrayRecord``\\ s, and since Flower 1.21.0 (September 2025) the built-in strategies
+(``flwr.serverapp.strategy``, the "Message API strategies") work on them directly. That is what
+this module uses.
 
 Fault tolerance. A client process can die at any moment, and nobody tells the server: it
 only sees a reply that never comes. So each round has a deadline: once the first reply is in,
@@ -38,7 +40,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -65,6 +69,9 @@ INSTALL_HINT = 'pip install "fedtutor[flower]"'
 POLL_S = 0.2  # how often the server checks for replies and the launcher for progress
 PARTITIONERS = ("iid", "shards", "dirichlet")
 DATA_FOLDER_ENV = "FEDTUTOR_FLOWER_DATA"  # the launcher tells its processes where the IDX files are
+RUN_ENV = "FEDTUTOR_FLOWER_RUN"  # set in every process of a run (a token the launcher uses to find them all)
+CLIENT_BYTES = 450 * 2**20  # memory of one client process: Python + torch + a partition of MNIST
+MAX_CLIENTS = 64  # one machine, one class: beyond this a simulation (fedtutor.federated) is the tool
 
 
 class FlowerNotInstalled(ImportError):  # noqa: N818 - names the situation, like ModuleNotFoundError
@@ -130,10 +137,37 @@ class DeploymentConfig:
         if self.partition not in PARTITIONERS:
             raise ValueError(f"Unknown partition {self.partition!r}; choose one of {list(PARTITIONERS)}.")
         for name in ("lr", "alpha", "straggler_timeout", "first_reply_timeout"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}.")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name} must be positive, got {value!r}.")
+            if name in ("lr", "alpha") and not math.isfinite(value):  # inf trains to NaN in every client
+                raise ValueError(f"{name} must be a finite number, got {value!r}.")
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2**63):
+            raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1 (torch's range), got {self.seed!r}.")
         if not (isinstance(self.port, int) and self.port >= 1024 and self.port + self.clients <= 65535):
             raise ValueError(f"port must be an integer in 1024..{65535 - self.clients}, got {self.port!r}.")
+        if RUN_ENV not in os.environ:  # a process of a run re-reads the config; the launcher checked it once
+            self.check_machine()
+
+    def check_machine(self) -> None:
+        """Can this machine hold the run? Each client is a process (~450 MB); ``host`` must be its own."""
+        limit = min(MAX_CLIENTS, available_memory() // CLIENT_BYTES)
+        if self.clients > limit:
+            raise ValueError(
+                f"clients must be at most {limit} on this machine: each client is a process of about "
+                f"{CLIENT_BYTES / 2**30:.2f} GB, {available_memory() / 2**30:.1f} GB of memory is free, and "
+                f"at most {MAX_CLIENTS} in any case; got {self.clients}. For more clients, simulate them "
+                "in one process with fedtutor.federated."
+            )
+        try:  # binding is the test: the servers will listen there
+            family, kind, _, _, address = socket.getaddrinfo(self.host, 0, type=socket.SOCK_STREAM)[0]
+            with socket.socket(family, kind) as s:
+                s.bind(address)
+        except (OSError, UnicodeError) as err:
+            raise ValueError(
+                f"host {self.host!r} is not an address of this machine ({err}). Fix: 127.0.0.1 for one "
+                "machine, or an address of one of its network interfaces."
+            ) from None
 
     def to_run_config(self) -> dict[str, int | float | str]:
         """Flower's run config uses dashed keys: ``batch_size`` -> ``batch-size``."""
@@ -144,6 +178,16 @@ class DeploymentConfig:
         known = {f.name for f in fields(cls)}
         values = {k.replace("-", "_"): v for k, v in run_config.items() if k.replace("-", "_") in known}
         return cls(**values)
+
+
+def available_memory() -> int:
+    """Bytes of memory free for new processes (psutil when installed, else the OS's free pages)."""
+    try:
+        import psutil
+
+        return psutil.virtual_memory().available
+    except ImportError:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 # ----------------------------------------------------------------------------- client side (pure torch)

@@ -161,11 +161,58 @@ def test_commands_use_one_port_each_and_loopback():
         ({"partition": "random"}, "Unknown partition 'random'"),
         ({"straggler_timeout": 0}, "straggler_timeout must be positive"),
         ({"port": 80}, "port must be an integer in 1024"),
+        ({"clients": 10000}, r"clients must be at most \d+ on this machine: each client is a process"),
+        ({"lr": float("inf")}, "lr must be a finite number, got inf"),
+        ({"alpha": float("inf"), "partition": "dirichlet"}, "alpha must be a finite number"),
+        ({"lr": float("nan")}, "lr must be positive, got nan"),
+        ({"seed": -1}, r"seed must be a whole number from 0 to 2\*\*63 - 1"),
+        ({"seed": 2**63}, r"seed must be a whole number from 0 to 2\*\*63 - 1"),
+        ({"host": "192.0.2.1"}, "host '192.0.2.1' is not an address of this machine"),  # TEST-NET: never local
     ],
 )
 def test_bad_config_is_refused_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):
         DeploymentConfig(**kwargs)
+
+
+def test_clients_are_bounded_by_free_memory(monkeypatch):
+    """Each client is a process of ~450 MB: with room for three, a fourth is refused, saying why."""
+    monkeypatch.setattr(flower, "available_memory", lambda: 3 * flower.CLIENT_BYTES + 1)
+    assert DeploymentConfig(clients=3, port=9100).clients == 3
+    with pytest.raises(ValueError, match=r"clients must be at most 3 on this machine.*GB of memory is free"):
+        DeploymentConfig(clients=4)
+    monkeypatch.setattr(flower, "available_memory", lambda: 10**15)  # a huge machine: still capped
+    with pytest.raises(ValueError, match=f"clients must be at most {flower.MAX_CLIENTS} "):
+        DeploymentConfig(clients=flower.MAX_CLIENTS + 1)
+
+
+def test_loopback_names_are_accepted_as_host():
+    assert DeploymentConfig(host="localhost").host == "localhost"
+    assert DeploymentConfig(host="127.0.0.1").host == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--clients", "10000"], "--clients: must be at most"),
+        (["--host", "192.0.2.1"], "--host: '192.0.2.1' is not an address of this machine"),
+        (["--seed", "-1"], "--seed: must be a whole number from 0"),
+        (["--alpha", "inf"], "--alpha"),
+    ],
+)
+def test_cli_refuses_what_the_config_refuses(args, message, capsys):
+    from fedtutor.course.cli import main
+
+    assert main(["flower", *args]) == 2  # exits before starting any process
+    assert message in capsys.readouterr().err
+
+
+def test_logs_that_is_a_file_is_refused_before_starting(tmp_path):
+    a_file = tmp_path / "logs"
+    a_file.write_text("not a folder")
+    with pytest.raises(ValueError, match="workdir '.*logs' is a file, not a folder"):
+        launcher.run_deployment(DeploymentConfig(clients=1, rounds=1), workdir=a_file, echo=lambda line: None)
+    assert a_file.read_text() == "not a folder"
 
 
 def test_run_config_round_trip():
@@ -255,6 +302,38 @@ def processes_using(ports: range) -> list[str]:
     return found
 
 
+def marked(mark: str) -> list[str]:
+    """Live processes that inherited ``FEDTUTOR_TEST_MARK=mark``: the whole tree a test started,
+    whoever their parent is now (Flower's helpers run in sessions of their own)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and proc.environ().get("FEDTUTOR_TEST_MARK") == mark:
+                found.append(f"{proc.pid}: {' '.join(proc.info['cmdline'] or [])[:120]}")
+        except psutil.Error:
+            continue
+    return found
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return bool(condition())
+
+
+def kill_marked(mark: str) -> None:
+    """After a failed test, kill what it started, so no server outlives the test."""
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("FEDTUTOR_TEST_MARK") == mark:
+                proc.kill()
+        except psutil.Error:
+            continue
+
+
 def kill_tree(run: subprocess.Popen) -> None:
     """After a failed test, stop the CLI *and* what it started, so no server outlives the test."""
     try:
@@ -272,10 +351,10 @@ def _like_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def fedtutor_flower(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def fedtutor_flower(*args: str, mark: str = "", python: tuple[str, ...] = ("-m", "fedtutor", "flower")):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "FEDTUTOR_TEST_MARK": mark}
     return subprocess.Popen(
-        [sys.executable, "-m", "fedtutor", "flower", *args],
+        [sys.executable, *python, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -286,15 +365,18 @@ def fedtutor_flower(*args: str) -> subprocess.Popen:
 
 
 def test_cli_deployment_survives_a_killed_client_and_leaves_no_process(tmp_path):
-    port = free_port_block(4)
+    port, mark = free_port_block(4), f"killed-client-{os.getpid()}"
     run = fedtutor_flower(
         *("--clients", "3", "--rounds", "2", "--min-clients", "2", "--straggler-timeout", "15"),
         *("--kill-client-after-round", "1", "--port", str(port), "--logs", str(tmp_path)),
+        mark=mark,
     )
     try:
         out, err = run.communicate(timeout=300)
+        assert marked(mark) == []
     finally:
         kill_tree(run)
+        kill_marked(mark)
     assert run.returncode == 0, f"{out}\n{err}"
     lines = [line for line in out.splitlines() if line.startswith("round ")]
     assert [line.split(":")[0] for line in lines] == ["round 1/2", "round 2/2"]
@@ -305,20 +387,46 @@ def test_cli_deployment_survives_a_killed_client_and_leaves_no_process(tmp_path)
     assert processes_using(range(port, port + 4)) == []
 
 
-@pytest.mark.skipif(os.name != "posix", reason="sends SIGINT, as Ctrl-C in a terminal does")
-def test_ctrl_c_stops_every_process(tmp_path):
-    port = free_port_block(3)
-    run = fedtutor_flower("--clients", "2", "--rounds", "50", "--port", str(port), "--logs", str(tmp_path))
+def started(mark: str, port: int) -> bool:
+    """The SuperLink, both SuperNodes and their helpers are up (a SuperExec and a ClientApp are
+    started by Flower itself, not by the launcher)."""
+    return len(marked(mark)) >= 6 and bool(processes_using(range(port + 1, port + 3)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals and Linux's parent-death signal")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_to_the_launcher_stops_every_process(tmp_path, signum):
+    """Ctrl-C (SIGINT), kill or a container stop (SIGTERM), a closed terminal (SIGHUP)."""
+    port, mark = free_port_block(3), f"signal-{signum}-{os.getpid()}"
+    run = fedtutor_flower("--clients", "2", "--rounds", "50", "--port", str(port), "--logs", str(tmp_path), mark=mark)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not processes_using(range(port + 1, port + 3)):
-            time.sleep(0.5)
-        time.sleep(3)  # let the SuperNodes start their helpers
-        assert processes_using(range(port, port + 3)), "the deployment never started"
-        run.send_signal(signal.SIGINT)
+        assert wait_until(lambda: started(mark, port), 150), f"the deployment never started: {marked(mark)}"
+        time.sleep(2)  # the round is under way: ClientApps are training
+        run.send_signal(signum)
         out, err = run.communicate(timeout=60)
+        assert wait_until(lambda: not marked(mark), 10), marked(mark)
     finally:
         kill_tree(run)
+        kill_marked(mark)
     assert run.returncode == 130, f"{out}\n{err}"
     assert "interrupted; all Flower processes were stopped" in err
-    assert processes_using(range(port, port + 3)) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+def test_the_death_of_the_starting_process_stops_every_process(tmp_path):
+    """A Jupyter kernel restart during notebook 11: the Python process that called run_deployment
+    dies without running any clean-up (SIGKILL); within seconds nothing of the run may remain."""
+    port, mark = free_port_block(3), f"parent-death-{os.getpid()}"
+    code = (
+        "import sys; from fedtutor.course import launcher; from fedtutor.flower import DeploymentConfig; "
+        "launcher.run_deployment(DeploymentConfig(clients=2, rounds=50, port=int(sys.argv[1])), workdir=sys.argv[2])"
+    )
+    run = fedtutor_flower(str(port), str(tmp_path), mark=mark, python=("-c", code))
+    try:
+        assert wait_until(lambda: started(mark, port), 150), f"the deployment never started: {marked(mark)}"
+        time.sleep(2)
+        run.kill()
+        run.communicate(timeout=30)
+        assert wait_until(lambda: not marked(mark), 15), marked(mark)
+    finally:
+        kill_marked(mark)

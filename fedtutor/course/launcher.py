@@ -5,6 +5,16 @@ one ``flower-supernode`` process per client, submits the course's Flower app
 (``fedtutor.flower:server_app`` / ``:client_app``) with ``flwr run``, prints the accuracy of
 every round, and shuts every process down, also on Ctrl-C, on a failure or on a timeout.
 
+Nothing outlives the run. Every process of a run carries a token in its environment
+(``FEDTUTOR_FLOWER_RUN``; Flower's SuperExecs and app processes inherit it), so the run's
+processes are found by the token, whoever their parent is now. Stopping them is done:
+- on leaving the ``Deployment`` block: normal end, an error, Ctrl-C (SIGINT), and SIGTERM or
+  SIGHUP, which ``run_deployment`` turns into ``Interrupted`` (a ``KeyboardInterrupt``);
+- when the Python process that started the run dies without cleaning up (SIGKILL, a Jupyter
+  kernel restart): the SuperLink and SuperNodes get SIGTERM from the kernel (Linux's
+  ``PR_SET_PDEATHSIG``), and a watchdog process, which waits for its pipe from the launcher to
+  close, kills whatever still carries the token.
+
 By default ``flwr run`` makes the SuperLink install the app's dependencies into a fresh
 environment (with torch listed, a multi-GB download); we pass
 ``--disable-runtime-dependency-installation``, so the apps run in the environment that is
@@ -20,9 +30,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import sysconfig
 import tempfile
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -33,6 +46,7 @@ from fedtutor.flower import (
     DATA_FOLDER_ENV,
     INSTALL_HINT,
     POLL_S,
+    RUN_ENV,
     DeploymentConfig,
     DeploymentError,
     require_flower,
@@ -107,6 +121,58 @@ def deployment_commands(config: DeploymentConfig, app: str | Path = "app") -> di
     return commands
 
 
+# The watchdog: a separate process (own session, so a signal to the launcher's process group
+# spares it) that blocks on its stdin; the pipe closes when the launcher stops the run or dies.
+WATCHDOG = """\
+import os, sys, psutil
+sys.stdin.buffer.read()
+token = sys.argv[1]
+def ours(p):
+    try:
+        return p.pid != os.getpid() and p.environ().get("FEDTUTOR_FLOWER_RUN") == token
+    except psutil.Error:
+        return False
+procs = [p for p in psutil.process_iter() if ours(p)]
+for p in procs:
+    try:
+        p.terminate()
+    except psutil.Error:
+        pass
+_, alive = psutil.wait_procs(procs, timeout=3)
+for p in alive:
+    try:
+        p.kill()
+    except psutil.Error:
+        pass
+"""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached ``run_deployment``: it stops every process, like on Ctrl-C."""
+
+
+def run_processes(token: str) -> list:
+    """Every live process whose environment carries this run's token (psutil.Process objects)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.pid != os.getpid() and proc.environ().get(RUN_ENV) == token and _running(proc):
+                found.append(proc)
+        except psutil.Error:  # gone, or another user's process
+            continue
+    return found
+
+
+def _die_with_parent() -> None:
+    """In a child, before exec: Linux sends it SIGTERM when the thread that started it ends."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1  # noqa: N806 - the name in <sys/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Deployment:
     """One SuperLink, ``config.clients`` SuperNodes and a submitted run, as child processes.
 
@@ -127,8 +193,9 @@ class Deployment:
         self.progress = workdir / "progress.jsonl"
         self.superlink: subprocess.Popen | None = None
         self.supernodes: list[subprocess.Popen] = []
-        self._seen: dict[int, object] = {}  # pid -> psutil.Process: every process of the run, ever
+        self.token = uuid.uuid4().hex
         self.env = self._environment()
+        self.watchdog: subprocess.Popen | None = None
 
     # -- setup
     def _environment(self) -> dict[str, str]:
@@ -149,6 +216,7 @@ class Deployment:
         # Found once here, so every process reads the same files (see fedtutor.flower.load_split).
         env[DATA_FOLDER_ENV] = str(self.data_folder or data.mnist_source().root / "MNIST" / "raw")
         env["PYTHONUNBUFFERED"] = "1"
+        env[RUN_ENV] = self.token
         return env
 
     def _write_app(self) -> Path:
@@ -177,6 +245,8 @@ class Deployment:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed when the process ends
         # A new session: Ctrl-C in the terminal reaches only us, and we stop the children in order.
         kwargs = {"start_new_session": True} if os.name == "posix" else {}
+        if sys.platform.startswith("linux"):
+            kwargs["preexec_fn"] = _die_with_parent
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir, **kwargs)
         log.close()
         return process
@@ -185,6 +255,10 @@ class Deployment:
         c = self.config
         self._check_ports_free()
         app = self._write_app()
+        if os.name == "posix":
+            self.watchdog = subprocess.Popen(
+                [sys.executable, "-c", WATCHDOG, self.token], stdin=subprocess.PIPE, start_new_session=True
+            )
         commands = deployment_commands(c, app)
         self.superlink = self._spawn("superlink", commands["superlink"])
         for i in range(c.clients):
@@ -233,7 +307,6 @@ class Deployment:
         offset = 0
         while time.monotonic() < deadline:
             self._check_alive()
-            self._remember_processes()
             if self.progress.exists():
                 with open(self.progress, encoding="utf-8") as f:
                     f.seek(offset)
@@ -252,7 +325,6 @@ class Deployment:
 
     def kill_client(self, i: int) -> None:
         """Simulate a crash: SIGKILL client i's SuperNode and everything it started, no goodbye."""
-        self._remember_processes()
         for proc in self._tree(self.supernodes[i].pid):
             _quietly(proc.kill)
         self.supernodes[i].wait(timeout=10)
@@ -267,34 +339,27 @@ class Deployment:
         except psutil.Error:
             return []
 
-    def _remember_processes(self) -> None:
-        """Flower's helpers (SuperExec, app processes) run in their own sessions; note them while
-        their parents live, so they can be stopped even after a parent is gone."""
-        for process in [self.superlink, *self.supernodes]:
-            if process is not None and process.poll() is None:
-                for proc in self._tree(process.pid):
-                    self._seen.setdefault(proc.pid, proc)
-
     def stop(self) -> None:
+        """SIGTERM to the SuperNodes, then the SuperLink; 5 s later SIGKILL to anything of the run left."""
         import psutil
 
-        self._remember_processes()
-        # Clients first, then the server; psutil.Process remembers each start time, so a reused
-        # pid is never signalled by mistake.
-        ordered = [p for p in (*self.supernodes, self.superlink) if p is not None]
-        for process in ordered:
-            if process.poll() is None:
-                _quietly(process.send_signal, signal.SIGTERM)
-        _, alive = psutil.wait_procs([p for p in self._seen.values() if _running(p)], timeout=5)
-        for proc in alive:
-            _quietly(proc.kill)
-        psutil.wait_procs(alive, timeout=5)
-        for process in ordered:
-            _quietly(process.wait, timeout=5)
-
-    def pids(self) -> list[int]:
-        """Every process of this run seen so far (for tests: all must be gone after ``stop``)."""
-        return sorted(self._seen)
+        try:
+            # Clients first, then the server; psutil.Process remembers each start time, so a reused
+            # pid is never signalled by mistake.
+            ordered = [p for p in (*self.supernodes, self.superlink) if p is not None]
+            for process in ordered:
+                if process.poll() is None:
+                    _quietly(process.send_signal, signal.SIGTERM)
+            _, alive = psutil.wait_procs(run_processes(self.token), timeout=5)
+            for proc in alive:
+                _quietly(proc.kill)
+            psutil.wait_procs(alive, timeout=5)
+            for process in ordered:
+                _quietly(process.wait, timeout=5)
+        finally:  # even if a second signal cut the above short: the watchdog sweeps what is left
+            if self.watchdog is not None:
+                _quietly(self.watchdog.stdin.close)
+                _quietly(self.watchdog.wait, timeout=10)
 
     def __enter__(self) -> Deployment:
         return self
@@ -338,12 +403,18 @@ def run_deployment(
     require_flower("fedtutor's Flower deployment")
     if kill_client_after_round is not None and not 1 <= kill_client_after_round < config.rounds:
         raise ValueError(f"kill_client_after_round must be in 1..{config.rounds - 1}, got {kill_client_after_round}.")
+    if workdir is not None and Path(workdir).exists() and not Path(workdir).is_dir():
+        raise ValueError(f"workdir {str(workdir)!r} is a file, not a folder. Fix: name a folder for the logs.")
     timeout = timeout or 120 + config.rounds * (config.first_reply_timeout + config.straggler_timeout)
     keep = workdir is not None
     folder = Path(workdir) if keep else Path(tempfile.mkdtemp(prefix="fedtutor-flower-"))
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # e.g. a file where a parent folder should be
+        raise ValueError(f"workdir {str(workdir)!r} cannot be created ({err}). Fix: name a writable folder.") from None
     history = RoundHistory(label=f"Flower, {config.clients} client processes", config=asdict(config))
     started = time.monotonic()
+    previous = _raise_on_termination()
     try:
         with Deployment(config, folder, echo, Path(data_folder) if data_folder else None) as deployment:
             echo(
@@ -365,8 +436,24 @@ def run_deployment(
         echo(f"done in {history.config['wall_s']:.1f} s; all Flower processes stopped")
         return history
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _raise_on_termination() -> dict:
+    """SIGTERM (``kill``, a container stop) and SIGHUP (a closed terminal) raise ``Interrupted`` in the
+    main thread, so the ``with Deployment`` block stops every process. Returns the handlers replaced."""
+    if threading.current_thread() is not threading.main_thread() or os.name != "posix":
+        return {}  # only the main thread may set handlers; the watchdog still covers the end of the process
+
+    def interrupt(signum, frame):
+        for other in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(other, signal.SIG_IGN)  # a second signal must not cut the clean-up short
+        raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+
+    return {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
 
 
 def flwr_version() -> str:
