@@ -7,10 +7,10 @@
 - ``exercises``  ``check()`` / ``hint()`` / ``solution()``: one module of checkers per notebook
 - ``launcher``   starts and stops the Flower processes of a deployment (``fedtutor flower``)
 
-Notebooks import ``from fedtutor.course import check, hint, solution``.
+Notebooks import ``from fedtutor.course import check, given, hint, solution``.
 """
 
-__all__ = ["check", "hint", "solution"]
+__all__ = ["check", "given", "hint", "solution"]
 
 
 def __getattr__(name: str):

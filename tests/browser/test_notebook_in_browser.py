@@ -270,3 +270,40 @@ def test_widget_notebook_renders_slider_and_figures_in_a_real_browser(playwright
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_a_wrong_answer_shows_one_short_styled_message_and_no_traceback(playwright, tmp_path):
+    """What a learner sees for a wrong answer in JupyterLab: `Wrong` renders itself (no checker traceback)."""
+    root = tmp_path / "workspace"
+    root.mkdir()
+    cell = 'from fedtutor.course import check\n\ncheck("00.2", 12345)  # a typed-in number'
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, root / "wrong.ipynb")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "wrong-answer.png"
+    server = Lab(root, tmp_path)
+    try:
+        server.wait_until_up()
+        with playwright.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1200, "height": 600})
+                page.goto(f"{server.url}/lab/tree/wrong.ipynb?token={server.token}")
+                page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
+                server.wait_for_connected_idle_kernel()
+                page.locator(".jp-Notebook .jp-CodeCell .jp-InputArea").first.click()
+                page.keyboard.press("Shift+Enter")
+                error = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").first
+                playwright.expect(error).to_contain_text("Not yet", timeout=60_000)
+                page.screenshot(path=str(shot))
+                text = error.inner_text()
+            finally:
+                browser.close()
+    finally:
+        server.stop()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert "Not yet · exercise 00.2" in lines[0] and "12,345 is not the size of the training set" in text
+    assert len(lines) <= 6, f"the message should be short, got {len(lines)} lines:\n{text}"
+    assert "Traceback" not in text and "_common.py" not in text and "File " not in text
+    assert shot.stat().st_size > 5_000

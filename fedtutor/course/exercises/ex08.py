@@ -1,74 +1,154 @@
-"""Exercises of notebook 08: privacy."""
+"""Exercises of notebook 08: privacy attacks (what a gradient gives away).
+
+The learner hands in a *function* that attacks a gradient. The check draws its own victims at
+check time (fresh MNIST images, fresh models, a seed the learner never sees), computes their
+gradients and compares the function's answer to the images and labels only the check holds.
+So neither the notebook's ``victim`` nor a number typed into the cell can pass.
+"""
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-from fedtutor.course.exercises._common import exercise, expect
+from fedtutor.course.exercises._common import Wrong, exercise, expect
+
+
+def _fresh_victims(count: int, seed: int | None = None) -> list[tuple[torch.nn.Module, torch.Tensor, torch.Tensor]]:
+    """``count`` (model, image, label) triples the learner cannot know in advance.
+
+    The first model has unit 0 of its first layer switched off (a large negative bias), so a
+    ReLU that never fires is always among the rows the learner's function must cope with.
+    """
+    from fedtutor.data import load_tensors
+    from fedtutor.models import MLP2NN
+
+    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    x, y = load_tensors()
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randperm(len(y), generator=generator)[:count]
+    victims = []
+    for n, i in enumerate(picks.tolist()):
+        torch.manual_seed(seed + n)  # the model's initialization
+        model = MLP2NN()
+        if n == 0:
+            with torch.no_grad():
+                model.net[1].bias[0] = -1e3  # dead unit: its rows of dL/dW1 and dL/db1 are all 0
+        victims.append((model, x[i : i + 1], y[i : i + 1]))
+    return victims
+
+
+def _gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+    loss = F.cross_entropy(model(x), y)
+    return [g.detach() for g in torch.autograd.grad(loss, list(model.parameters()))]
+
+
+def _call(function: Callable, grads: list[torch.Tensor], name: str) -> Any:
+    try:
+        return function([g.clone() for g in grads])  # a copy: the function may not alter the check's gradients
+    except Wrong:
+        raise
+    except Exception as error:  # the learner's code failed: say where, not a traceback through the checker
+        raise Wrong(f"Calling {name}(grads) raised {type(error).__name__}: {error}") from None
+
+
+def _expect_function(value: Any, name: str, example: str) -> None:
+    expect(
+        callable(value),
+        f"Pass your function itself, not its result: {name} should be a function of the gradients "
+        f"(got a {type(value).__name__}). The check calls it on gradients of images it draws itself: {example}.",
+    )
 
 
 @exercise(
     "08.1",
-    hint="For h = W1 x + b1, dL/dW1[i, :] = dL/db1[i] * x. Pick a row i whose bias gradient is not 0 "
-    "(grads[1] is dL/db1) and divide.",
-    solution="""
-    i = grads[1].abs().argmax()  # a unit whose bias gradient is far from 0 (not a dead ReLU)
-    recovered = (grads[0][i] / grads[1][i]).reshape(1, 1, 28, 28)
-    """,
+    hint="For h = W1 x + b1, dL/dW1[i, :] = dL/db1[i] * x. In recover(grads), pick a row i whose bias gradient "
+    "is not 0 (grads[1] is dL/db1) and divide row i of grads[0] by it.",
 )
-def _check_analytic_inversion(recovered: Any, original: torch.Tensor) -> str:
-    expect(isinstance(recovered, torch.Tensor), f"recovered should be a tensor, got {type(recovered).__name__}.")
-    expect(recovered.numel() == 784, f"recovered should hold 784 pixels (one row of dL/dW1), got {recovered.numel()}.")
-    recovered = recovered.detach().reshape(original.shape)
-    expect(
-        bool(torch.isfinite(recovered).all()),
-        "recovered has inf or NaN: that row's bias gradient is 0 (a ReLU that never fired). Pick the row with the "
-        "largest |grads[1]|.",
-    )
-    error = (recovered - original).abs().max().item()
-    same_shape = torch.nn.functional.cosine_similarity(recovered.flatten(), original.flatten(), dim=0).abs() > 0.99
-    expect(
-        error < 1e-3 or not same_shape,
-        "Right picture, wrong scale: divide row i of dL/dW1 by the bias gradient dL/db1[i] of the same row.",
-    )
-    expect(error < 1e-3, f"recovered differs from the image by up to {error:.3g}: use row i of dL/dW1 and dL/db1.")
-    return "No optimization needed: one division recovers the image exactly."
+def _check_analytic_inversion(recover: Any) -> str:
+    _expect_function(recover, "recover", "recover(grads) -> image")
+    victims = _fresh_victims(3)
+    for n, (model, image, label) in enumerate(victims, start=1):
+        recovered = _call(recover, _gradients(model, image, label), "recover")
+        expect(
+            isinstance(recovered, torch.Tensor),
+            f"recover(grads) should return a tensor, got {type(recovered).__name__}.",
+        )
+        expect(
+            recovered.numel() == 784,
+            f"recover(grads) should return 784 pixels (one row of dL/dW1), got {recovered.numel()} numbers.",
+        )
+        recovered = recovered.detach().double().reshape(image.shape)
+        expect(
+            bool(torch.isfinite(recovered).all()),
+            "recover(grads) returned inf or NaN on a model where some units never fire: their rows of dL/dW1 "
+            "and dL/db1 are 0, and 0/0 is NaN. Choose the row i by its bias gradient (the largest |grads[1]|), "
+            "not a fixed row.",
+        )
+        error = (recovered - image.double()).abs().max().item()
+        cosine = F.cosine_similarity(recovered.flatten(), image.double().flatten(), dim=0).abs().item()
+        expect(
+            error < 1e-3 or cosine < 0.99,
+            "Right picture, wrong scale: divide row i of dL/dW1 by the bias gradient dL/db1[i] of the same row.",
+        )
+        expect(
+            error < 1e-3,
+            f"On test image {n} of 3 (a fresh MNIST image the check drew, not your notebook's victim), your "
+            f"recovered image differs by up to {error:.3g} (cosine similarity {cosine:.2f}). Compute it from "
+            "grads alone: row i of dL/dW1 divided by dL/db1[i].",
+        )
+    return "On 3 fresh images and models (one with a dead unit), one division recovered each image exactly."
 
 
 @exercise(
     "08.2",
-    hint="The masks are the same in both rounds, so they cancel in round2 - round1. Decode the difference.",
-    solution="""
-    leak = decode(round2 - round1)
-    """,
+    hint="dL/db_c = mean over the batch of (p_bc - [y_b = c]). On a fresh model p_bc is about 0.1, so the sum over "
+    "a few images stays below 1: the entries of grads[-1] below 0 are exactly the classes in the batch.",
 )
-def _check_mask_reuse(leak: Any, true_difference: torch.Tensor) -> str:
-    expect(isinstance(leak, torch.Tensor), f"leak should be a tensor, got {type(leak).__name__}.")
-    expect(leak.dtype != torch.int64, "leak is still a ring element (int64): decode() it to floats.")
-    expect(leak.shape == true_difference.shape, f"leak should have shape {tuple(true_difference.shape)}.")
-    error = (leak.double() - true_difference.double()).abs().max().item()
-    expect(error < 1e-4, f"leak is off by up to {error:.3g}: subtract the two masked uploads, then decode.")
-    return "Reusing masks leaks how the update changed: every round needs fresh seeds."
+def _check_batch_labels(labels_in: Any) -> str:
+    _expect_function(labels_in, "labels_in", "labels_in(grads) -> set of digits")
+    from fedtutor.data import load_tensors
+    from fedtutor.models import MLP2NN
 
-
-@exercise(
-    "08.3",
-    hint="dp_epsilon(sigma, rounds=100, delta=1e-5) falls as sigma grows: try sigma = 0.01, 0.02, ... "
-    "and keep the first one at or under the budget.",
-    solution="""
-    sigma = next(s / 100 for s in range(1, 10_000) if dp_epsilon(s / 100, rounds=100, delta=1e-5) <= 8)
-    """,
-)
-def _check_noise_for_budget(sigma: Any) -> str:
-    from fedtutor.privacy import dp_epsilon
-
-    expect(isinstance(sigma, (int, float)) and sigma > 0, f"sigma should be a positive number, got {sigma!r}.")
-    eps = dp_epsilon(sigma, rounds=100, delta=1e-5)
-    expect(eps <= 8, f"With sigma = {sigma:g}, epsilon is {eps:.2f} > 8: add more noise.")
-    expect(
-        dp_epsilon(sigma - 0.01, rounds=100, delta=1e-5) > 8,
-        f"sigma = {sigma:g} meets the budget, but so does {sigma - 0.01:.2f}: find the smallest (to 0.01).",
-    )
-    return f"sigma = {sigma:g} gives epsilon = {eps:.2f} for 100 rounds (delta = 1e-5)."
+    seed = random.SystemRandom().randrange(2**31)
+    generator = torch.Generator().manual_seed(seed)
+    x, y = load_tensors()
+    torch.manual_seed(seed)
+    model = MLP2NN()
+    for size in (1, 2, 3, 4):
+        digits = torch.randperm(10, generator=generator)[:size]  # distinct labels, drawn now
+        picks = [int((y == d).nonzero()[torch.randint(int((y == d).sum()), (1,), generator=generator)]) for d in digits]
+        truth = set(digits.tolist())
+        answer = _call(labels_in, _gradients(model, x[picks], y[picks]), "labels_in")
+        if isinstance(answer, torch.Tensor):
+            answer = answer.flatten().tolist()
+        expect(
+            isinstance(answer, (set, list, tuple)) and all(isinstance(a, int) for a in answer),
+            f"labels_in(grads) should return a set of ints (digits), got {answer!r}.",
+        )
+        answer = set(answer)
+        if answer == truth:
+            continue
+        expect(
+            answer != {t + 1 for t in truth} and answer != {t - 1 for t in truth},
+            "Off by one: every digit is 1 away. The rows of the last layer are the digits 0 to 9.",
+        )
+        expect(
+            not (len(answer) == 1 and size > 1 and answer <= truth),
+            f"You found 1 of the {size} digits in a batch of {size}: with several images there is more than one "
+            "negative entry; return all of them.",
+        )
+        expect(
+            not answer & truth or not truth - answer or answer - truth,
+            f"For a batch of {size} you found {sorted(answer)}, but the batch holds {size} digits: some are missing.",
+        )
+        raise Wrong(
+            f"For a batch of {size} fresh images (drawn by the check) you answered {sorted(answer)}; "
+            f"{len(answer - truth)} of those digits are not in the batch and {len(truth - answer)} are missing. "
+            "Which entries of the last layer's bias gradient grads[-1] are negative?"
+        )
+    return "Named the digits of 4 fresh batches (1 to 4 images, drawn by the check) from their gradients alone."
