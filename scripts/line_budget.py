@@ -4,7 +4,7 @@
     python scripts/line_budget.py --check    # exit 1 when a budget is exceeded
 
 The library (``fedtutor/*.py``) is what learners read: at most 2,500 non-blank lines. The
-course machinery (``fedtutor/course/``) runs the course: at most 3,500. tests/test_repo.py
+course machinery (``fedtutor/course/``) runs the course: at most 6,000. tests/test_repo.py
 checks both budgets and that docs/contributing.md shows the current counts.
 """
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY_BUDGET = 2_500
-COURSE_BUDGET = 3_500
+COURSE_BUDGET = 6_000
 
 
 def non_blank_lines(path: Path) -> int:

@@ -1,16 +1,218 @@
 """The ``fedtutor`` command (also ``python -m fedtutor``).
 
-``fedtutor doctor`` checks the learner's machine and prints one line per check with the fix
-for anything wrong; its exit status is 0 only when every required check passes. Each
-subcommand is a ``add_<name>_command(subparsers)`` function that registers its parser and
-sets ``func``; ``main`` only dispatches.
+Subcommands: ``doctor`` checks this machine, ``start`` copies the notebooks into the learner's
+own workspace and opens JupyterLab, ``student`` writes student versions, ``flower`` runs FedAvg
+on Flower as real processes, ``demo`` runs FedAvg in the terminal. Each is an
+``add_<name>_command(subparsers)`` function that registers its parser and sets ``func``.
+
+One source of truth: the options of ``flower`` are generated from the fields of
+``fedtutor.flower.DeploymentConfig``, those of ``demo`` from ``fedtutor.federated.FedAvg`` and
+``DemoOptions`` (names, defaults, types, and help from the field comments), and their values are
+checked by building those dataclasses, before any work starts. The library's ``ValueError``
+becomes one usage line naming the option (``fedtutor demo: error: --lr: must be positive, got
+0.0``) and exit status 2. ``main`` returns the exit status; no input ends in a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
+import io
+import math
+import os
+import re
+import stat
 import sys
-from collections.abc import Callable
+import tokenize
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+
+class UsageError(Exception):
+    """A bad option value: ``main`` prints it as one usage line and exits with status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, plus "did you mean" for a misspelt choice (as Python 3.12's ``suggest_on_error``,
+    which 3.10 lacks) and ``--lr: ...`` instead of ``argument --lr: ...``. No abbreviations: with
+    options generated from dataclass fields, ``--client`` must not silently mean ``--clients``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> typing.NoReturn:
+        message = re.sub(r"^argument ([^:]+): ", r"\1: ", message)
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:
+            options = re.findall(r"'([^']*)'", choice.group(2)) or choice.group(2).split(", ")
+            message += did_you_mean(choice.group(1), options)
+        super().error(message)
+
+
+def did_you_mean(word: str, candidates: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word.split("=", 1)[0], list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+# ----------------------------------------------------------------------------- options from dataclasses
+
+
+def whole_number(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # also a number with more than 4,300 digits (Python's int limit)
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:40]!r}") from None
+
+
+def finite_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text[:40]!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+CONVERTERS: dict[type, Callable[[str], object]] = {int: whole_number, float: finite_number, str: str}
+
+
+def or_none(convert: Callable[[str], object], words: Sequence[str]) -> Callable[[str], object]:
+    """For an ``X | None`` field: ``words`` (e.g. "none", "inf") stand for None."""
+
+    def parse(text: str) -> object:
+        return None if text.strip().lower() in words else convert(text)
+
+    return parse
+
+
+def field_comments(cls: type) -> dict[str, str]:
+    """``{field: comment}`` from the class source: ``lr: float = 0.1  # client SGD learning rate``."""
+    import inspect
+
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    comments, names = {}, {f.name for f in dataclasses.fields(cls)}
+    line_start: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        row = token.start[0]
+        if token.type == tokenize.NAME and row not in line_start:
+            line_start[row] = token.string
+        elif token.type == tokenize.COMMENT and line_start.get(row) in names:
+            comments.setdefault(line_start[row], token.string.lstrip("# ").split("  #")[0])
+    return comments
+
+
+def add_dataclass_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    aliases: dict[str, Sequence[str]] | None = None,
+    none_words: dict[str, Sequence[str]] | None = None,
+) -> dict[str, str]:
+    """One ``--field-name`` option per field of ``cls`` whose type the command line can hold.
+
+    Returns ``{field: option}``; ``build`` later checks the values by building ``cls``.
+    """
+    aliases, none_words = aliases or {}, none_words or {}
+    hints, comments, added = typing.get_type_hints(cls), field_comments(cls), {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        optional = type(None) in typing.get_args(kind)
+        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind) if optional else kind
+        if base not in CONVERTERS or not f.init or f.default is dataclasses.MISSING:
+            continue  # e.g. FedAvg.aggregator: a function is no command-line value
+        convert = CONVERTERS[base]
+        if optional:
+            convert = or_none(convert, none_words.get(f.name, ("none",)))
+        flag = "--" + f.name.replace("_", "-")
+        about = f.metadata.get("help") or comments.get(f.name, "")
+        shown = "none" if f.default is None else f.default
+        help_text = f"{about} (default: {shown})".replace("%", "%%")  # argparse %-formats help
+        parser.add_argument(
+            flag, *aliases.get(f.name, ()), dest=f.name, type=convert, default=f.default, help=help_text
+        )
+        added[f.name] = flag
+    return added
+
+
+def option_message(err: Exception, options: dict[str, str]) -> str:
+    """``lr must be positive, got 0.0.`` -> ``--lr: must be positive, got 0.0``: the library's words,
+    attributed to the option whose field the message names first."""
+    text = str(err).strip().rstrip(".")
+    named = [(m.start(), name) for name in options if (m := re.search(rf"\b{name}\b", text))]
+    if not named:
+        return text
+    name = min(named)[1]
+    return f"{options[name]}: " + re.sub(rf"^{name}(?: \([A-Za-z]+\))? (?!\()", "", text)
+
+
+def build(cls: type, args: argparse.Namespace, options: dict[str, str]):
+    """``cls`` built from the parsed options: the library's own checks, as a usage error."""
+    try:
+        return cls(**{name: getattr(args, name) for name in options})
+    except ValueError as err:
+        raise UsageError(option_message(err, options)) from None
+
+
+def path_problem(text: str) -> str | None:
+    """Why ``text`` cannot name a file at all (empty, NUL, too long, unknown ~user); None when it can."""
+    if not text.strip():
+        return "the path is empty"
+    if "\0" in text:
+        return "the path contains a NUL character"
+    try:
+        os.stat(Path(text).expanduser())
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    except (OSError, RuntimeError) as err:  # RuntimeError: expanduser of an unknown ~user
+        return f"{text[:80]!r} cannot be used: {getattr(err, 'strerror', None) or err}"
+    return None
+
+
+def given_path(name: str, text: str) -> Path:
+    problem = path_problem(text)
+    if problem:
+        raise UsageError(f"{name}: {problem}")
+    return Path(text).expanduser()
+
+
+def folder_problem(text: str) -> str | None:
+    """Why ``text`` cannot be (or become) a folder to write into; None when it can."""
+    problem = path_problem(text)
+    if problem:
+        return problem
+    path = probe = Path(text).expanduser()
+    while True:  # climb to the part of the path that exists
+        try:
+            mode = os.stat(probe).st_mode
+            break
+        except (FileNotFoundError, NotADirectoryError):
+            if os.path.islink(probe):
+                return f"{probe} is a broken symbolic link"
+            probe = probe.parent
+        except OSError as err:
+            return f"{text[:80]!r} cannot be used: {err.strerror}"
+    if not stat.S_ISDIR(mode):
+        under = "" if probe == path else f", so {path} cannot be made under it"
+        return f"{probe} is a file, not a folder{under}"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable for you"
+    return None
+
+
+def check_folder(option: str, text: str) -> Path:
+    problem = folder_problem(text)
+    if problem:
+        raise UsageError(f"{option}: {problem}; give a folder (it is created if missing)")
+    return Path(text).expanduser()
+
+
+# ----------------------------------------------------------------------------- fedtutor doctor
 
 
 def doctor(args: argparse.Namespace) -> int:
@@ -36,20 +238,40 @@ def add_doctor_command(subparsers) -> None:
     parser.set_defaults(func=doctor)
 
 
+# ----------------------------------------------------------------------------- fedtutor start
+
+
 def start(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    from fedtutor.course import student as st
     from fedtutor.course import workspace as ws
-    from fedtutor.course.student import CourseError, MarkerError
 
-    workspace = Path(args.dir).expanduser() if args.dir else ws.default_workspace()
+    course = None
+    if args.course is not None:
+        course = given_path("--course", args.course)
+        if not course.is_dir() or not st.course_notebook_paths(course):
+            raise UsageError(f"--course: {course} is not a folder of course notebooks (*.ipynb)")
+    workspace = check_folder("DIR", args.dir) if args.dir is not None else ws.default_workspace()
     try:
-        changes = ws.start_workspace(workspace, Path(args.course) if args.course else None)
-    except (CourseError, MarkerError, OSError) as err:
+        course = course or ws.course_notebooks_dir()
+        ws.check_workspace(workspace, course)
+    except st.CourseError as err:
+        raise UsageError(f"DIR: {err}") from None
+    try:  # from here on: work; a problem is reported, and exit status 1
+        changes = ws.start_workspace(workspace, course)
+    except (st.CourseError, st.MarkerError, OSError) as err:
         print(f"fedtutor start: {err}", file=sys.stderr)
         return 1
     print(ws.summary(workspace, changes))
     if args.copy_only:
+        return 0
+    running = ws.running_server(workspace)
+    if running:
+        print(
+            f"\nJupyterLab is already running for this workspace: {running}\n"
+            "Open that address in your browser (the notebooks copied just now are there too). A second "
+            "server on the same folder would fight the first over your files; to restart, stop that one "
+            "(Ctrl+C in its terminal, or close it from JupyterLab's File > Shut Down) and run `fedtutor start` again."
+        )
         return 0
     return ws.launch_jupyter(workspace, open_browser=not args.no_browser)
 
@@ -60,7 +282,8 @@ def add_start_command(subparsers) -> None:
         help="copy the course notebooks into your own workspace (never overwriting) and open JupyterLab",
         description="Copy the student version of every course notebook into DIR, your own folder, outside "
         "the course repository. Existing files are never overwritten: when the course changed a notebook "
-        "you already have, the new version is saved beside yours and listed. Then opens JupyterLab in DIR.",
+        "you already have, the new version is saved beside yours and listed. Then opens JupyterLab in DIR "
+        "(or, when JupyterLab already runs there, prints its address).",
     )
     parser.add_argument("dir", nargs="?", metavar="DIR", help="your workspace folder (default: ~/fedtutor-course)")
     parser.add_argument("--no-browser", action="store_true", help="start JupyterLab without opening a browser")
@@ -69,13 +292,20 @@ def add_start_command(subparsers) -> None:
     parser.set_defaults(func=start)
 
 
+# ----------------------------------------------------------------------------- fedtutor student
+
+
 def student(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from fedtutor.course.student import CourseError, MarkerError, check_paths, write_student_versions
 
-    from fedtutor.course.student import CourseError, MarkerError, write_student_versions
-
+    src, dest = given_path("SRC", args.src), given_path("DEST", args.dest)
+    check_folder("DEST", str(dest.parent if dest.suffix == ".ipynb" else dest))
     try:
-        build = write_student_versions(Path(args.src), Path(args.dest), force=args.force)
+        check_paths(src, dest)
+    except CourseError as err:
+        raise UsageError(str(err)) from None
+    try:
+        build = write_student_versions(src, dest, force=args.force)
     except (CourseError, MarkerError, OSError) as err:
         print(f"fedtutor student: {err}", file=sys.stderr)
         return 1
@@ -110,40 +340,27 @@ def add_student_command(subparsers) -> None:
     parser.set_defaults(func=student)
 
 
+# ----------------------------------------------------------------------------- fedtutor flower
+
+
 def flower(args: argparse.Namespace) -> int:
     """``fedtutor flower``: FedAvg on Flower, a server and N client processes on this machine."""
     from fedtutor import flower as fl
+    from fedtutor.course import launcher
 
+    config = build(fl.DeploymentConfig, args, args.config_options)
+    logs = None if args.logs is None else check_folder("--logs", args.logs)
     try:
-        config = fl.DeploymentConfig(
-            clients=args.clients,
-            rounds=args.rounds,
-            model=args.model,
-            partition=args.partition,
-            alpha=args.alpha,
-            epochs=args.epochs,
-            batch_size=args.batch,
-            lr=args.lr,
-            seed=args.seed,
-            min_clients=args.min_clients,
-            straggler_timeout=args.straggler_timeout,
-            port=args.port,
-            host=args.host,
-        )
         fl.require_flower("`fedtutor flower`")
-    except ValueError as err:
-        print(f"fedtutor flower: {err}", file=sys.stderr)
-        return 2
     except fl.FlowerNotInstalled as err:
         print(f"fedtutor flower: {err}", file=sys.stderr)
         return 1
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"fedtutor flower: warning: listening on {config.host} WITHOUT TLS; use certificates on real networks.")
     try:
-        fl.run_deployment(config, kill_client_after_round=args.kill_client_after_round, workdir=args.logs)
-    except ValueError as err:
-        print(f"fedtutor flower: {err}", file=sys.stderr)
-        return 2
+        launcher.run_deployment(config, kill_client_after_round=args.kill_client_after_round, workdir=logs)
+    except ValueError as err:  # the launcher's own checks, made before it starts anything
+        raise UsageError(option_message(err, {**args.config_options, **FLOWER_RUN_OPTIONS})) from None
     except fl.DeploymentError as err:
         print(f"fedtutor flower: error: {err}\nAll Flower processes were stopped.", file=sys.stderr)
         return 1
@@ -153,167 +370,119 @@ def flower(args: argparse.Namespace) -> int:
     return 0
 
 
+FLOWER_RUN_OPTIONS = {"kill_client_after_round": "--kill-client-after-round", "workdir": "--logs"}
+
+
 def add_flower_command(subparsers) -> None:
+    from fedtutor.flower import DeploymentConfig
+
     parser = subparsers.add_parser(
         "flower",
         help="run FedAvg on Flower: a server and N client processes on this machine (needs fedtutor[flower])",
         description="Start a Flower SuperLink (the server) and one SuperNode per client as separate processes on "
         "this machine, each client holding its own partition of MNIST, run ROUNDS of FedAvg with the course's "
         "model and training code, print the test accuracy after every round, and stop every process at the end "
-        "(also on Ctrl-C or a failure). Client i listens on PORT+1+i for its local runtime API.",
+        "(also on Ctrl-C or a failure). The options are the fields of fedtutor.flower.DeploymentConfig.",
     )
-    parser.add_argument("--clients", type=int, default=2, help="client processes (default: 2)")
-    parser.add_argument("--rounds", type=int, default=3, help="FedAvg rounds (default: 3)")
-    parser.add_argument("--model", default="2nn", choices=["2nn", "cnn"], help="model (default: 2nn)")
-    parser.add_argument("--partition", default="iid", choices=["iid", "shards", "dirichlet"], help="default: iid")
-    parser.add_argument("--alpha", type=float, default=0.5, help="Dirichlet alpha (default: 0.5)")
-    parser.add_argument("--epochs", type=int, default=1, help="local epochs E (default: 1)")
-    parser.add_argument("--batch", type=int, default=10, help="local batch size B, 0 = full batch (default: 10)")
-    parser.add_argument("--lr", type=float, default=0.05, help="client learning rate (default: 0.05)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the model and the partition (default: 0)")
-    parser.add_argument("--min-clients", type=int, default=1, help="stop with an error below this (default: 1)")
+    options = add_dataclass_options(parser, DeploymentConfig, aliases={"batch_size": ["--batch"]})
     parser.add_argument(
-        "--straggler-timeout", type=float, default=30.0, help="seconds a round waits after its first reply (30)"
-    )
-    parser.add_argument("--port", type=int, default=9100, help="SuperLink port; clients use the next ones (9100)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
-    parser.add_argument(
-        "--kill-client-after-round", type=int, metavar="K", help="demo: kill the last client's process after round K"
+        "--kill-client-after-round",
+        type=whole_number,
+        metavar="K",
+        help="demo: kill the last client's process after round K",
     )
     parser.add_argument("--logs", metavar="DIR", help="keep every process's log in DIR (default: a temporary folder)")
-    parser.set_defaults(func=flower)
+    parser.set_defaults(func=flower, config_options=options)
 
 
 # ----------------------------------------------------------------------------- fedtutor demo
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+PARTITIONS = ("iid", "shards", "dirichlet")
 
 
-def _batch_size(text: str) -> int | None:
-    """A positive integer, or ``inf``/``full`` for one full batch per client (FedSGD)."""
-    if text.lower() in ("inf", "full", "none"):
-        return None
-    try:
-        return _positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'inf' (full batch), got {text!r}") from None
+@dataclasses.dataclass(frozen=True)
+class DemoOptions:
+    """What ``fedtutor demo`` adds to the settings of ``fedtutor.federated.FedAvg``."""
 
+    clients: int = 100  # K: number of clients, each holding its own part of the training set
+    rounds: int = 20  # communication rounds
+    partition: str = "iid"  # how the data is split: iid, shards (mostly 2 digits per client) or dirichlet
+    alpha: float = 0.5  # Dirichlet concentration for --partition dirichlet (0.1 = very skewed, 100 = nearly IID)
+    model: str = "2nn"  # the paper's 2nn (fast) or cnn
+    target: float = 0.9  # the test accuracy whose first round the summary reports
+    seed: int = 0  # seeds the model, the partition and the choice of clients
+    out: str = "fedtutor-demo"  # folder for the plot (PNG) and the history (JSON); files are never overwritten
 
-def _unit_interval(low_open: bool, high_open: bool) -> Callable[[str], float]:
-    interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+    def __post_init__(self) -> None:
+        import torch
 
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text!r}") from None
-        if not ((value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)):
-            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {value}")
-        return value
+        from fedtutor import data, models
 
-    return parse
-
-
-def _positive_float(text: str) -> float:
-    return _number(text, allow_zero=False)
-
-
-def _nonnegative_float(text: str) -> float:
-    return _number(text, allow_zero=True)
-
-
-def _number(text: str, allow_zero: bool) -> float:
-    kind = "a number >= 0" if allow_zero else "a positive number"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
-    if not ((value >= 0 if allow_zero else value > 0) and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected {kind}, got {value}")
-    return value
-
-
-def _free_path(folder, stem: str, suffix: str):
-    """``folder/stem.suffix``, or ``stem-2.suffix``, ``stem-3`` ...: never an existing file."""
-    candidate, n = folder / f"{stem}{suffix}", 2
-    while candidate.exists():
-        candidate, n = folder / f"{stem}-{n}{suffix}", n + 1
-    return candidate
-
-
-def _demo_error(message: str) -> int:
-    """The one-line error and exit status 2 of a bad option that only the data can reveal."""
-    print(f"fedtutor demo: error: {message}", file=sys.stderr)
-    return 2
+        for name in ("clients", "rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.partition not in PARTITIONS:
+            raise ValueError(f"Unknown partition {self.partition!r}; choose one of {list(PARTITIONS)}.")
+        if self.model not in models.MODELS:
+            raise ValueError(f"Unknown model {self.model!r}; choose one of {sorted(models.MODELS)}.")
+        data.dirichlet(torch.zeros(1, dtype=torch.long), 1, self.alpha)  # the partitioner's own check of alpha
+        if not 0 < self.target <= 1:
+            raise ValueError(f"target must be an accuracy in (0, 1], got {self.target}.")
+        if not 0 <= self.seed < 2**64:  # what torch.manual_seed and numpy's SeedSequence both accept
+            raise ValueError(f"seed must be a whole number from 0 to 2**64 - 1, got {self.seed}.")
+        problem = folder_problem(self.out)
+        if problem:
+            raise ValueError(f"out must be a folder you can write to: {problem}; give a folder.")
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Run one federated MNIST experiment in the terminal; write a PNG plot and a JSON history."""
-    from pathlib import Path
+    from fedtutor import federated
 
+    options = build(DemoOptions, args, args.demo_options)
+    strategy = build(federated.FedAvg, args, args.fedavg_options)
+    return run_demo(options, strategy)
+
+
+def run_demo(options: DemoOptions, strategy) -> int:
+    """The demo's work: one federated MNIST experiment; a PNG plot and a JSON history in ``options.out``."""
     import matplotlib
 
     matplotlib.use("Agg")  # a terminal has no display: draw into files only
     from fedtutor import data, federated, seed_everything
     from fedtutor.models import build_model
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        return _demo_error(f"--out {out} is a file; give a folder (it is created if missing).")
     x, y = data.load_tensors()
-    if args.clients > len(y):
-        return _demo_error(f"--clients {args.clients} is more than the {len(y):,} training examples.")
-    if args.partition == "shards" and 2 * args.clients > len(y):
-        return _demo_error(f"--partition shards needs 2 examples per client; use --clients <= {len(y) // 2}.")
+    if options.clients > len(y):
+        raise UsageError(f"--clients: {options.clients} is more than the {len(y):,} training examples")
+    if options.partition == "shards" and 2 * options.clients > len(y):
+        raise UsageError(f"--partition: shards needs 2 examples per client; use --clients <= {len(y) // 2}")
+    k, seed = options.clients, options.seed
     parts = {
-        "iid": lambda: data.iid(y, args.clients, args.seed),
-        "shards": lambda: data.shards(y, args.clients, seed=args.seed),
-        "dirichlet": lambda: data.dirichlet(y, args.clients, args.alpha, args.seed),
-    }[args.partition]()
-    strategy = federated.FedAvg(
-        fraction=args.fraction,
-        epochs=args.epochs,
-        batch_size=args.batch,
-        lr=args.lr,
-        mu=args.mu,
-        server_momentum=args.momentum,
-        dropout=args.dropout,
-    )
-    print(f"fedtutor demo: {strategy.describe()}, {args.model}, {args.partition} partition, seed {args.seed}")
+        "iid": lambda: data.iid(y, k, seed),
+        "shards": lambda: data.shards(y, k, seed=seed),
+        "dirichlet": lambda: data.dirichlet(y, k, options.alpha, seed),
+    }[options.partition]()
+    label = f"{options.model} {options.partition} {strategy.describe()}"
+    print(f"fedtutor demo: {strategy.describe()}, {options.model}, {options.partition} partition, seed {seed}")
     print(f"  clients: {data.describe_partition(y, parts)}")
-    seed_everything(args.seed)
-    model = build_model(args.model)
+    seed_everything(seed)
+    model = build_model(options.model)
+    clients, test = federated.make_clients(x, y, parts), data.load_tensors(train=False)
     history = federated.run_federated(
-        model,
-        federated.make_clients(x, y, parts),
-        data.load_tensors(train=False),
-        strategy,
-        rounds=args.rounds,
-        seed=args.seed,
-        target=args.target,
-        live=False,
-        label=f"{args.model} {args.partition} {strategy.describe()}",
+        model, clients, test, strategy, rounds=options.rounds, seed=seed, target=options.target, live=False, label=label
     )
+    out = Path(options.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"fedavg-{args.model}-{args.partition}-K{args.clients}-seed{args.seed}"
+    stem = f"fedavg-{options.model}-{options.partition}-K{k}-seed{seed}"
     json_path = history.save_json(_free_path(out, stem, ".json"))
-    fig = history.plot(target=args.target)
     png_path = _free_path(out, stem, ".png")
-    fig.savefig(png_path, dpi=120)
-    reached = history.rounds_to(args.target)
+    history.plot(target=options.target).savefig(png_path, dpi=120)
+    reached = history.rounds_to(options.target)
     rows = [
         ("rounds run", f"{len(history)}"),
         ("final test accuracy", f"{history.final['test_acc']:.2%}"),
         ("best test accuracy", f"{max(history['test_acc']):.2%}"),
-        (f"rounds to {args.target:.0%}", "not reached" if reached is None else str(reached)),
+        (f"rounds to {options.target:.0%}", "not reached" if reached is None else str(reached)),
         ("clients per round (mean)", f"{sum(len(c) for c in history['clients']) / len(history):.1f}"),
         ("rounds with no client back", f"{sum(history['skipped'])}"),
         ("MB uploaded", f"{sum(history['bytes_up']) / 1e6:.1f}"),
@@ -326,34 +495,35 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _free_path(folder: Path, stem: str, suffix: str) -> Path:
+    """``folder/stem.suffix``, or ``stem-2.suffix``, ``stem-3`` ...: never an existing file."""
+    candidate, n = folder / f"{stem}{suffix}", 2
+    while os.path.lexists(candidate):
+        candidate, n = folder / f"{stem}-{n}{suffix}", n + 1
+    return candidate
+
+
 def add_demo_command(subparsers) -> None:
+    from fedtutor.federated import FedAvg
+
     parser = subparsers.add_parser(
         "demo",
         help="run a federated MNIST experiment (FedAvg) in the terminal",
         description="Federated averaging on MNIST in the terminal: progress per round, a summary table, "
-        "and the accuracy plot (PNG) and history (JSON) written to --out (existing files are never overwritten).",
+        "and the accuracy plot (PNG) and history (JSON) written to --out (existing files are never overwritten). "
+        "The options are the fields of fedtutor.federated.FedAvg and of fedtutor.course.cli.DemoOptions.",
     )
-    parser.add_argument("--clients", type=_positive_int, default=100, metavar="K", help="number of clients (100)")
-    parser.add_argument(
-        "--fraction", type=_unit_interval(True, False), default=0.1, metavar="C", help="clients per round (0.1)"
+    demo_options = add_dataclass_options(parser, DemoOptions)
+    fedavg_options = add_dataclass_options(
+        parser,
+        FedAvg,
+        aliases={"batch_size": ["--batch"], "server_momentum": ["--momentum"]},
+        none_words={"batch_size": ("none", "inf", "full")},
     )
-    parser.add_argument("--rounds", type=_positive_int, default=20, help="communication rounds (20)")
-    parser.add_argument("--epochs", type=_positive_int, default=5, metavar="E", help="local epochs (5)")
-    parser.add_argument("--batch", type=_batch_size, default=10, metavar="B", help="local batch size or 'inf' (10)")
-    parser.add_argument("--lr", type=_positive_float, default=0.1, help="client learning rate (0.1)")
-    parser.add_argument("--partition", choices=["iid", "shards", "dirichlet"], default="iid", help="data split (iid)")
-    parser.add_argument("--alpha", type=_positive_float, default=0.5, help="Dirichlet alpha for --partition dirichlet")
-    parser.add_argument("--model", choices=["2nn", "cnn"], default="2nn", help="the paper's 2nn (fast; default) or cnn")
-    parser.add_argument("--mu", type=_nonnegative_float, default=0.0, help="FedProx proximal strength (0)")
-    parser.add_argument("--momentum", type=_unit_interval(False, True), default=0.0, help="server momentum (0)")
-    parser.add_argument(
-        "--dropout", type=_unit_interval(False, True), default=0.0, help="chance a client does not return (0)"
-    )
-    parser.add_argument("--target", type=_unit_interval(True, False), default=0.9, help="target test accuracy (0.9)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    parser.add_argument("--out", default="fedtutor-demo", help="output folder (fedtutor-demo)")
-    parser.set_defaults(func=demo)
+    parser.set_defaults(func=demo, demo_options=demo_options, fedavg_options=fedavg_options)
 
+
+# ----------------------------------------------------------------------------- dispatch
 
 COMMANDS: list[Callable] = [
     add_doctor_command,
@@ -361,17 +531,34 @@ COMMANDS: list[Callable] = [
     add_student_command,
     add_flower_command,
     add_demo_command,
+    lambda subparsers: __import__("fedtutor.course.classroom", fromlist=["_"]).add_classroom_command(subparsers),
+    lambda subparsers: __import__("fedtutor.course.grading", fromlist=["_"]).add_grade_command(subparsers),
+    lambda subparsers: __import__("fedtutor.course.edition", fromlist=["_"]).add_edition_command(subparsers),
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedtutor", description="The fedtutor federated-learning course.")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+def build_parser() -> Parser:
+    parser = Parser(prog="fedtutor", description="The fedtutor federated-learning course.")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add_command in COMMANDS:
         add_command(subparsers)
+    parser.commands = subparsers.choices
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run one command; returns its exit status: 0 done, 1 a problem while working, 2 a bad option."""
+    parser = build_parser()
+    try:
+        args, unknown = parser.parse_known_args(argv)
+        command = parser.commands[args.command]
+        if unknown:
+            options = [s for action in command._actions for s in action.option_strings]
+            typo = next((word for word in unknown if word.startswith("-")), "")
+            command.error(f"unrecognized arguments: {' '.join(unknown)}" + did_you_mean(typo, options))
+        try:
+            return args.func(args)
+        except UsageError as err:
+            command.error(str(err))
+    except SystemExit as done:  # argparse's way out: --help (0) and usage errors (2)
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)

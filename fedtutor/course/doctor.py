@@ -83,11 +83,12 @@ def check_widgets_extension() -> Check:
 
 
 def check_data() -> Check:
+    """Which data set this learner has, and what that means for run times (``DataSource.describe``)."""
     from fedtutor.data import DataError, mnist_source
 
     try:
         source = mnist_source()
-    except DataError as err:
+    except (DataError, OSError, ValueError) as err:  # OSError/ValueError: a file the reader could not cope with
         return Check("data", False, str(err), "see the message above; `unset FEDTUTOR_DATA` restores the default")
     if source.is_mini:
         detail = f"{source.describe()}; full MNIST downloads automatically when online"
@@ -95,9 +96,10 @@ def check_data() -> Check:
     return Check("data", True, source.describe())
 
 
-def check_disk(path: str | None = None, minimum_gb: float = MIN_FREE_DISK_GB) -> Check:
-    from fedtutor.data import cache_dir
+def check_disk(path: str | None = None, minimum_gb: float | None = None) -> Check:
+    from fedtutor.course.datasource import cache_dir
 
+    minimum_gb = MIN_FREE_DISK_GB if minimum_gb is None else minimum_gb
     target = path or str(_existing_parent(cache_dir()))
     free_gb = shutil.disk_usage(target).free / 1e9
     fix = f"free at least {minimum_gb:.0f} GB on the drive holding {target}, or set FEDTUTOR_CACHE to another drive"
@@ -119,7 +121,8 @@ def check_mode() -> Check:
     return Check("mode", True, "full: the real experiments (set FEDTUTOR_QUICK=1 for a fast demo)", required=False)
 
 
-def run_doctor() -> list[Check]:
+def run_doctor(min_free_disk_gb: float | None = None) -> list[Check]:
+    """Every check, in the order printed; ``min_free_disk_gb`` defaults to ``MIN_FREE_DISK_GB``."""
     checks = [check_python()]
     packages = [
         ("torch", "torch", ">=2.2"),
@@ -136,5 +139,5 @@ def run_doctor() -> list[Check]:
         checks.append(check_widgets_extension())
         if installed["torchvision"]:  # finding the data goes through torchvision's dataset classes
             checks.append(check_data())
-    checks += [check_disk(), check_mode()]
+    checks += [check_disk(minimum_gb=min_free_disk_gb), check_mode()]
     return checks

@@ -203,12 +203,9 @@ def write_student_versions(source: Path, dest: Path, force: bool = False) -> Stu
     when any file conflicts.
     """
     source, dest = Path(source), Path(dest)
-    if not source.exists():
-        raise CourseError(f"{source} does not exist. Fix: give a notebook or a folder of notebooks.")
+    check_paths(source, dest)
     versions = student_versions(source)
     if dest.suffix == ".ipynb":
-        if source.is_dir():
-            raise CourseError(f"{source} is a folder, so DEST must be a folder too, not {dest}.")
         targets = {dest: next(iter(versions.values()))[0]}
     else:
         targets = {dest / name: text for name, (text, _) in versions.items()}
@@ -232,6 +229,18 @@ def write_student_versions(source: Path, dest: Path, force: bool = False) -> Stu
             write_atomically(target, text)
             build.written.append(str(target))
     return build
+
+
+def check_paths(source: Path, dest: Path) -> None:
+    """Refuse, before reading anything, a SRC that is neither a notebook nor a folder, and a DEST of the wrong kind."""
+    if not (source.is_file() or source.is_dir()):
+        raise CourseError(
+            f"SRC: {source} is neither a notebook nor a folder. Fix: give a notebook or a folder of them."
+        )
+    if dest.suffix == ".ipynb" and source.is_dir():
+        raise CourseError(f"DEST: {source} is a folder, so DEST must be a folder too, not {dest}.")
+    if dest.suffix == ".ipynb" and os.path.lexists(dest) and not dest.is_file():
+        raise CourseError(f"DEST: {dest} exists and is not a file. Fix: give another DEST.")
 
 
 def write_atomically(path: Path, text: str) -> None:

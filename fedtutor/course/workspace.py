@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -58,11 +59,17 @@ class Change:
     """What ``start_workspace`` did with one course notebook."""
 
     notebook: str
-    kind: str  # "added", "restored", "same", "yours", "update", "update-saved-before"
+    kind: str  # "added", "restored", "same", "yours", "update", "update-saved-before", "blocked"
     edited: bool = False  # the learner changed their copy since it was copied
     saved_as: str = ""  # for updates: the file holding the new course version
+    problem: str = ""  # for "blocked": what stands where the notebook should go
 
     def describe(self) -> str:
+        if self.kind == "blocked":
+            return (
+                f"  ! {self.problem}, so the course's {self.notebook} was not copied (nothing there was touched).\n"
+                "      Fix: rename or move it away, then run `fedtutor start` again."
+            )
         if self.kind == "added":
             return f"  + {self.notebook}  (new)"
         if self.kind == "restored":
@@ -85,6 +92,40 @@ class Change:
 
 def sha256(content: str | bytes) -> str:
     return hashlib.sha256(content.encode("utf-8") if isinstance(content, str) else content).hexdigest()
+
+
+def entry_problem(path: Path) -> str | None:
+    """What makes ``path`` unusable as a notebook file ("... is a folder"); None if absent or a regular file.
+
+    Checked before any read: reading a named pipe would hang, a folder raises.
+    """
+    try:
+        mode = os.stat(path).st_mode  # follows a symbolic link to what it points at
+    except (FileNotFoundError, NotADirectoryError):
+        return f"{path} is a broken symbolic link" if os.path.islink(path) else None
+    except OSError as err:
+        return f"{path} cannot be read ({err.strerror})"
+    if stat.S_ISDIR(mode):
+        return f"{path} is a folder"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file (a pipe, socket or device)"
+    return None
+
+
+def check_manifest(workspace: Path) -> None:
+    """The manifest's place must hold a folder ``.fedtutor`` and, if anything, a file in it."""
+    folder = workspace / MANIFEST.parent
+    if os.path.lexists(folder) and not folder.is_dir():
+        raise CourseError(
+            f"{folder} is not a folder: fedtutor keeps its list of the notebooks it copied there "
+            f"({MANIFEST}). Nothing was copied. Fix: rename or delete {folder}, then run `fedtutor start` again."
+        )
+    problem = entry_problem(workspace / MANIFEST)
+    if problem:
+        raise CourseError(
+            f"{problem}: fedtutor keeps its list of the notebooks it copied there. Nothing was copied. "
+            f"Fix: rename or delete it, then run `fedtutor start` again."
+        )
 
 
 def load_manifest(workspace: Path) -> dict[str, dict[str, str]]:
@@ -110,8 +151,9 @@ def update_name(notebook: str, k: int) -> str:
 def save_update(workspace: Path, notebook: str, text: str) -> str:
     """Save a new course version next to the learner's copy; reuses an identical earlier update."""
     k = 1
-    while (workspace / update_name(notebook, k)).exists():
-        if (workspace / update_name(notebook, k)).read_bytes() == text.encode("utf-8"):
+    while os.path.lexists(workspace / update_name(notebook, k)):  # a broken link takes its name too
+        candidate = workspace / update_name(notebook, k)
+        if entry_problem(candidate) is None and candidate.read_bytes() == text.encode("utf-8"):
             return update_name(notebook, k)
         k += 1
     write_new_file(workspace / update_name(notebook, k), text)
@@ -139,6 +181,7 @@ def start_workspace(workspace: Path, course: Path | None = None) -> list[Change]
     workspace = Path(workspace).expanduser()
     course = Path(course) if course is not None else course_notebooks_dir()
     check_workspace(workspace, course)
+    check_manifest(workspace)
     versions = student_versions(course)  # may raise MarkerError: then nothing is touched
     workspace.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(workspace)
@@ -152,12 +195,22 @@ def start_workspace(workspace: Path, course: Path | None = None) -> list[Change]
 
 
 def sync_notebook(workspace: Path, name: str, text: str, entry: dict[str, str]) -> tuple[Change, dict[str, str]]:
-    """One notebook of ``start_workspace``; returns what happened and its new manifest entry."""
+    """One notebook of ``start_workspace``; returns what happened and its new manifest entry.
+
+    Something else where the notebook should go (a folder, a broken link, a pipe) is reported
+    and left alone, and the manifest entry stays as it was.
+    """
     target, digest = workspace / name, sha256(text)
-    if not target.exists():
-        write_new_file(target, text)
-        return Change(name, "restored" if entry else "added"), {"copied": digest}
-    current = sha256(target.read_bytes())  # bytes: whatever the learner saved, even if not UTF-8
+    problem = entry_problem(target)
+    if problem:
+        return Change(name, "blocked", problem=problem), entry
+    try:
+        if not os.path.lexists(target):
+            write_new_file(target, text)
+            return Change(name, "restored" if entry else "added"), {"copied": digest}
+        current = sha256(target.read_bytes())  # bytes: whatever the learner saved, even if not UTF-8
+    except OSError as err:  # e.g. unreadable, or appeared meanwhile: never written over
+        return Change(name, "blocked", problem=f"{target} cannot be used ({err.strerror})"), entry
     edited = "copied" in entry and current != entry["copied"]
     if current == digest:
         return Change(name, "same"), {**entry, "copied": entry.get("copied", digest)}
@@ -194,6 +247,26 @@ def jupyter_command(workspace: Path, open_browser: bool = True, extra: Sequence[
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")
     return command + list(extra)
+
+
+def running_server(workspace: Path) -> str | None:
+    """The address of a Jupyter server already serving ``workspace``, or None.
+
+    Jupyter servers register themselves in Jupyter's runtime folder (``jpserver-*.json``, with
+    their pid, URL, token and root folder); ``list_running_servers`` skips those whose process ended.
+    """
+    try:
+        from jupyter_server.serverapp import list_running_servers
+
+        target = workspace.expanduser().resolve()
+        for info in list_running_servers():
+            root = info.get("root_dir") or info.get("notebook_dir")
+            if root and Path(root).expanduser().resolve() == target:
+                token = info.get("token")
+                return f"{info['url']}lab" + (f"?token={token}" if token else "")
+    except (ImportError, OSError, ValueError, KeyError, TypeError):  # no jupyter_server, or a damaged file
+        return None
+    return None
 
 
 def launch_jupyter(workspace: Path, open_browser: bool = True, extra: Sequence[str] = ()) -> int:
