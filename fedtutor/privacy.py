@@ -109,18 +109,18 @@ def invert_gradients(
     return result
 
 
-def image_mse(a: torch.Tensor, b: torch.Tensor, dataset: str = "mnist") -> float:
+def image_mse(a: torch.Tensor, b: torch.Tensor) -> float:
     """Mean squared error between two normalized images, on the pixel scale [0, 1]."""
-    return F.mse_loss(denormalize(a, dataset), denormalize(b, dataset)).item()
+    return F.mse_loss(denormalize(a), denormalize(b)).item()
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor, dataset: str = "mnist", window: int = 7) -> float:
+def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> float:
     """Structural similarity (Wang et al. 2004) of two normalized images, 1.0 = identical.
 
     Compares local means, contrasts and correlation in sliding ``window`` x ``window`` patches:
     SSIM = (2 mu_a mu_b + c1)(2 cov_ab + c2) / ((mu_a^2 + mu_b^2 + c1)(var_a + var_b + c2)).
     """
-    a, b = denormalize(a, dataset).reshape(1, 1, *a.shape[-2:]), denormalize(b, dataset).reshape(1, 1, *b.shape[-2:])
+    a, b = denormalize(a).reshape(1, 1, *a.shape[-2:]), denormalize(b).reshape(1, 1, *b.shape[-2:])
 
     def local_mean(t: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(t, window, stride=1)
@@ -151,8 +151,13 @@ def encode(x: torch.Tensor, frac_bits: int = FRAC_BITS, max_abs: float | None = 
     if not 0 <= frac_bits <= 52:
         raise ValueError(f"frac_bits must be between 0 and 52 (float64 precision), got {frac_bits}.")
     x = torch.as_tensor(x, dtype=torch.float64)
-    if not torch.isfinite(x).all():
-        raise ValueError("Cannot encode NaN or infinity; check the update for a diverged training step.")
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        first = int(bad.flatten().nonzero()[0])
+        raise ValueError(
+            f"Cannot encode {int(bad.sum())} of {x.numel()} value(s): NaN or infinite (the first at flat index "
+            f"{first} is {x.flatten()[first].item()}). Fixed point holds finite numbers only."
+        )
     limit = fixed_point_limit(frac_bits)
     if max_abs is not None and not 0 < max_abs < limit:
         raise ValueError(f"max_abs must be positive and below the fixed-point range {limit:g}, got {max_abs}.")
@@ -197,15 +202,40 @@ def share(secret: torch.Tensor, parties: int = 2, generator: torch.Generator | N
     return [*randoms, secret - sum(randoms)]  # int64 arithmetic wraps: this is mod 2^64
 
 
+def _check_shares(shares: list[torch.Tensor]) -> None:
+    if not isinstance(shares, (list, tuple)) or not shares:
+        raise ValueError(f"Expected a non-empty list of shares (one int64 tensor per party), got {shares!r}.")
+    if any(not isinstance(s, torch.Tensor) or s.dtype != torch.int64 for s in shares):
+        raise TypeError("Shares are ring elements (torch.int64 tensors), as share() returns them.")
+    if len({s.shape for s in shares}) > 1:
+        raise ValueError(f"All shares of one secret have its shape; got {[tuple(s.shape) for s in shares]}.")
+
+
 def reconstruct(shares: list[torch.Tensor]) -> torch.Tensor:
     """Add all shares (mod 2^64) to get the secret back."""
-    return torch.stack(shares).sum(dim=0)
+    _check_shares(shares)
+    return torch.stack(list(shares)).sum(dim=0)
 
 
-def add_shares(a: list[torch.Tensor], b: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Each party adds its two shares locally: the results are shares of a + b, no talking needed."""
-    if len(a) != len(b):
-        raise ValueError(f"Both secrets must be shared among the same parties, got {len(a)} and {len(b)} shares.")
+def add_shares(
+    a: list[torch.Tensor], b: list[torch.Tensor], max_abs: float | None = None, frac_bits: int = FRAC_BITS
+) -> list[torch.Tensor]:
+    """Each party adds its two shares locally: the results are shares of a + b, no talking needed.
+
+    Nobody can see whether the sum leaves the fixed-point range (the shares look random), so the
+    check uses the public bound ``max_abs`` on |a| and |b|, before anything can wrap.
+    """
+    _check_shares(a), _check_shares(b)
+    if len(a) != len(b) or a[0].shape != b[0].shape:
+        raise ValueError(
+            f"Both secrets must be shared among the same parties and have one shape, got {len(a)} shares of "
+            f"{tuple(a[0].shape)} and {len(b)} of {tuple(b[0].shape)}."
+        )
+    if max_abs is not None and 2 * max_abs >= fixed_point_limit(frac_bits):
+        raise OverflowError(
+            f"a + b could reach ±{2 * max_abs:g}, beyond the fixed-point range ±{fixed_point_limit(frac_bits):g}: "
+            "the sum would wrap around. Fix: clip or rescale the values, or use fewer fractional bits."
+        )
     return [sa + sb for sa, sb in zip(a, b, strict=True)]
 
 
@@ -258,6 +288,12 @@ def mask_update(
     frac_bits: int = FRAC_BITS,
 ) -> torch.Tensor:
     """Client side: encode the (flattened) update and add this client's pairwise masks."""
+    if not any(client in pair for pair in seeds):
+        clients = sorted({k for pair in seeds for k in pair})
+        raise ValueError(
+            f"Client {client} has no seeds in this table (clients {clients}): its update would go out "
+            "unmasked. Deal seeds for every client of the round with pairwise_seeds(clients)."
+        )
     masked = encode(update.flatten(), frac_bits, max_abs)  # (P,) int64
     for (i, j), pair_seed in seeds.items():
         if client in (i, j):
@@ -326,7 +362,11 @@ def secure_weighted_mean(
     Weights (e.g. sample counts) are public, as in FedAvg: each client scales its own update by
     its share w_k / sum(w) before masking, so the masked sum is the mean. Returns (mean, server).
     """
-    weights = [1.0] * len(updates) if weights is None else weights
+    weights = [1.0] * len(updates) if weights is None else [float(w) for w in weights]
+    for k, (update, w) in enumerate(zip(updates, weights, strict=False)):
+        if not math.isfinite(w) or not torch.isfinite(update).all():
+            what = f"its weight is {w}" if not math.isfinite(w) else "its update has NaN or inf (a diverged step?)"
+            raise ValueError(f"Client {k} cannot be aggregated: {what}.")
     if len(weights) != len(updates) or min(weights) < 0 or sum(weights) <= 0:
         raise ValueError(f"Need one non-negative weight per update, not all zero; got {weights} for {len(updates)}.")
     seeds = pairwise_seeds(len(updates), seed)
@@ -401,16 +441,22 @@ class SecureAggregator:
 
     Every round uses fresh pairwise seeds: with reused masks the server could subtract a client's
     uploads from two rounds and see the difference of its updates. ``last_server`` is the
-    latest round's server, to look at what it received.
+    latest round's server, to look at what it received. A round where fewer than two clients
+    returned is skipped (a zero step, said in one line): the sum of one upload is that update.
     """
 
     def __init__(self, max_abs: float = 1e3, seed: int = 0, frac_bits: int = FRAC_BITS) -> None:
         self.max_abs, self.seed, self.frac_bits = max_abs, seed, frac_bits
         self.rounds = 0
+        self.skipped: list[int] = []  # rounds with fewer than two returned clients
         self.last_server: SecureAggregationServer | None = None
 
     def __call__(self, deltas: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
         self.rounds += 1
+        if len(deltas) < 2:
+            print(f"SecureAggregator: round {self.rounds} skipped, {len(deltas)} client(s) returned (need 2).")
+            self.skipped.append(self.rounds)
+            return torch.zeros_like(deltas[0])
         round_seed = (self.seed << 20) + self.rounds
         mean, self.last_server = secure_weighted_mean(
             deltas, weights.tolist(), self.max_abs, round_seed, self.frac_bits

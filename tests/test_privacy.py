@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -412,52 +413,71 @@ def test_dp_aggregator_clips_weights_clients_equally_and_records_norms():
         DPAggregator(clip_norm=1.0, noise_multiplier=-1.0)
 
 
-# ----------------------------------------------------------------------------- notebook 08's exercises
+# ----------------------------------------------------------------------------- edge cases (issue 13)
 
 
-def test_exercise_08_1_analytic_inversion(digits):
-    from fedtutor.course.exercises import Wrong, check
-
-    torch.manual_seed(0)
-    victim = digits[0][2:3]
-    grads = example_gradients(MLP2NN(), victim, digits[1][2:3])
-    i = grads[1].abs().argmax()
-    assert check("08.1", (grads[0][i] / grads[1][i]).reshape(1, 1, 28, 28), victim)
-    with pytest.raises(Wrong, match="wrong scale"):
-        check("08.1", grads[0][i], victim)  # forgot to divide by the bias gradient
-    dead = int((grads[1] == 0).nonzero()[0])  # a ReLU that did not fire: its gradients are all 0
-    with pytest.raises(Wrong, match="inf or NaN"):
-        check("08.1", grads[0][dead] / grads[1][dead], victim)
-    with pytest.raises(Wrong, match="784 pixels"):
-        check("08.1", grads[0], victim)
-    with pytest.raises(Wrong, match="wrong scale"):
-        check("08.1", grads[0][i] / grads[1][(i + 1) % 200], victim)  # the other row's bias: x times a factor
-    with pytest.raises(Wrong, match="differs from the image"):
-        check("08.1", digits[0][0], victim)  # another training image
+def test_reconstruct_and_add_shares_explain_bad_share_lists():
+    shares = share(encode(torch.ones(3)), 3, generator(0))
+    with pytest.raises(ValueError, match="non-empty list of shares"):
+        reconstruct([])
+    with pytest.raises(ValueError, match=r"\(3,\), \(2,\)"):
+        reconstruct([shares[0], shares[1][:2]])
+    with pytest.raises(TypeError, match="int64"):
+        reconstruct([s.double() for s in shares])
+    with pytest.raises(ValueError, match="same parties"):
+        add_shares(shares, shares[:2])
+    with pytest.raises(ValueError, match="non-empty"):
+        add_shares([], [])
 
 
-def test_exercise_08_2_mask_reuse():
-    from fedtutor.course.exercises import Wrong, check
+def test_adding_shares_checks_the_public_bound_before_the_sum_can_wrap():
+    limit = fixed_point_limit()
+    big = [encode(torch.tensor([0.6 * limit]))] * 2
+    shares_a, shares_b = share(big[0], 2, generator(1)), share(big[1], 2, generator(2))
+    wrapped = decode(reconstruct(add_shares(shares_a, shares_b)))  # no bound given: it wraps, as rings do
+    assert wrapped.item() < 0
+    with pytest.raises(OverflowError, match=re.escape(f"±{1.2 * limit:g}, beyond the fixed-point range ±{limit:g}")):
+        add_shares(shares_a, shares_b, max_abs=0.6 * limit)
+    ok = add_shares(shares_a, shares_a, max_abs=0.4 * limit)  # within the bound: allowed
+    assert len(ok) == 2
 
-    seeds = pairwise_seeds(3, seed=1)
-    u1, u2 = torch.randn(5, generator=generator(1)), torch.randn(5, generator=generator(2))
-    round1, round2 = mask_update(u1, 0, seeds, max_abs=10.0), mask_update(u2, 0, seeds, max_abs=10.0)
-    assert check("08.2", decode(round2 - round1), u2 - u1)
-    with pytest.raises(Wrong, match="decode"):
-        check("08.2", round2 - round1, u2 - u1)
-    with pytest.raises(Wrong, match="off by"):
-        check("08.2", decode(round2), u2 - u1)
+
+def test_mask_update_refuses_a_client_outside_the_seed_table():
+    seeds = pairwise_seeds(3, seed=0)
+    with pytest.raises(ValueError, match=r"Client 5 has no seeds.*\[0, 1, 2\].*unmasked"):
+        mask_update(torch.ones(4), 5, seeds, max_abs=10.0)
+    with pytest.raises(ValueError, match="no seeds"):
+        mask_update(torch.ones(4), 0, pairwise_seeds(1), max_abs=10.0)  # one client: no pairs at all
 
 
-def test_exercise_08_3_noise_for_a_budget():
-    from fedtutor.course.exercises import Wrong, check
+def test_secure_aggregator_skips_a_round_with_one_returned_client(capsys):
+    aggregator = SecureAggregator(max_abs=10.0)
+    step = aggregator([torch.tensor([1.0, 2.0])], torch.tensor([5.0], dtype=torch.float64))
+    assert torch.equal(step, torch.zeros(2)) and aggregator.skipped == [1]
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "round 1 skipped, 1 client(s) returned" in out
+    step = aggregator([torch.ones(2), torch.ones(2)], torch.ones(2, dtype=torch.float64))  # the run goes on
+    assert torch.allclose(step, torch.ones(2, dtype=step.dtype), atol=1e-4) and aggregator.skipped == [1]
 
-    sigma = next(s / 100 for s in range(1, 10_000) if dp_epsilon(s / 100, rounds=100, delta=1e-5) <= 8)
-    assert dp_epsilon(sigma, 100) <= 8 < dp_epsilon(sigma - 0.01, 100)
-    assert check("08.3", sigma)
-    with pytest.raises(Wrong, match="add more noise"):
-        check("08.3", 1.0)
-    with pytest.raises(Wrong, match="find the smallest"):
-        check("08.3", sigma + 0.5)
-    with pytest.raises(Wrong, match="positive number"):
-        check("08.3", "7")
+
+def test_secure_aggregation_of_a_federated_run_with_dropouts_goes_on(capsys):
+    from fedtutor.data import load_tensors
+    from fedtutor.federated import FedAvg, make_clients, run_federated
+
+    x, y = load_tensors()
+    clients = make_clients(x, y, [torch.arange(k * 500, k * 500 + 20) for k in range(3)])
+    aggregator = SecureAggregator(max_abs=100.0)
+    strategy = FedAvg(fraction=1.0, epochs=1, batch_size=10, lr=0.05, dropout=0.6, aggregator=aggregator)
+    history = run_federated(MLP2NN(), clients, (x[::100], y[::100]), strategy, rounds=6, progress=False, live=False)
+    assert len(history.records) == 6 and aggregator.skipped  # some round had fewer than two clients
+    assert "skipped" in capsys.readouterr().out
+
+
+def test_nan_messages_say_what_is_nan():
+    with pytest.raises(ValueError, match=r"1 of 3 value\(s\): NaN or infinite.*index 1 is nan"):
+        encode(torch.tensor([1.0, float("nan"), 2.0]))
+    updates = [torch.ones(2), torch.ones(2)]
+    with pytest.raises(ValueError, match="Client 1 cannot be aggregated: its weight is nan"):
+        secure_weighted_mean(updates, [1.0, float("nan")])
+    with pytest.raises(ValueError, match="Client 0 .* update has NaN"):
+        secure_weighted_mean([torch.tensor([float("nan"), 0.0]), torch.ones(2)], [1.0, 1.0])

@@ -10,18 +10,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fedtutor.plots import draw_workers, message_log
 from fedtutor.workers import (
     Grid,
     Pointer,
     PointerError,
     RemoteError,
+    SharedTensor,
     VirtualWorker,
+    _tensors_in,
     average_models,
-    draw_workers,
+    mark,
     me,
     payload_bytes,
     sandbox,
     send,
+    share_tensor,
 )
 
 matplotlib.use("Agg")
@@ -305,7 +309,7 @@ def test_log_figure_and_worker_diagram(bob, alice):
     assert "bob" in texts and "alice" in texts and any("Pointer to bob" in t for t in texts)
     arrows = [t for t in fig.axes[0].texts if getattr(t, "arrow_patch", None) is not None]
     assert len(arrows) == 1  # one arrow: alice's pointer to bob's tensor
-    fig = bob.log.plot()
+    fig = message_log(bob.log)
     assert len(fig.axes[0].patches) == len(bob.log.totals())
     del pp
 
@@ -524,3 +528,289 @@ def test_pointers_refuse_to_be_deep_copied_or_pickled(bob):
         pickle.dumps(p)
     with pytest.raises(TypeError, match="cannot be copied or pickled"):
         bob.send([p])  # a container of pointers cannot travel either
+
+
+# ----------------------------------------------------------------------------- copies at every boundary (issue 13)
+
+
+def _storages(obj):
+    return {t.untyped_storage().data_ptr() for t in _tensors_in(obj)} - {0}
+
+
+def test_get_copy_move_and_hold_never_share_memory(bob, alice):
+    mine = torch.arange(6.0)
+    held = bob.hold(mine, private=False)
+    assert not _storages(bob.objects[held.id]) & _storages(mine)
+    view = held[:3]  # shares memory with `held` on bob
+    fetched = view.get()
+    assert not _storages(fetched) & _storages(bob.objects[held.id])
+    moved = held[3:].move(alice)
+    assert not _storages(alice.objects[moved.id]) & _storages(bob.objects[held.id])
+    copied = held.copy()
+    copied += 1
+    assert torch.equal(bob.objects[held.id], torch.arange(6.0))
+
+
+def test_after_a_move_the_optimizer_left_behind_is_stale_and_says_how_to_fix_it(bob, alice):
+    model = nn.Linear(2, 1)
+    model_ptr, opt_ptr = bob.send(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    F.mse_loss(model_ptr(bob.send(torch.ones(4, 2))), bob.send(torch.zeros(4, 1))).backward()
+    model_ptr.move(alice)
+    before = alice.objects[model_ptr.id].weight.clone()
+    with pytest.raises(PointerError, match=r"no model bob holds.*moved.*bob\.send\(model, torch\.optim\.SGD"):
+        opt_ptr.step()
+    assert torch.equal(alice.objects[model_ptr.id].weight, before)  # nothing left behind reached it
+
+
+def test_after_get_the_workers_optimizer_cannot_step_your_model(bob):
+    model = nn.Linear(2, 1)
+    model_ptr, opt_ptr = bob.send(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    F.mse_loss(model_ptr(bob.send(torch.ones(4, 2))), bob.send(torch.zeros(4, 1))).backward()
+    mine = model_ptr.get()
+    before = mine.weight.clone()
+    with pytest.raises(PointerError, match="fetched with .get()"):
+        opt_ptr.step()
+    assert torch.equal(mine.weight, before)
+
+
+def test_pysyft_part_2_optimizer_made_once_is_a_clear_error_not_silent_staleness(bob, alice):
+    """PySyft part 2: one optimizer, the model sent and fetched every round (here: sent with it)."""
+    torch.manual_seed(0)
+    data = [(bob.send(torch.randn(8, 2)), bob.send(torch.randn(8, 1))), (alice.send(torch.randn(8, 2)), None)]
+    model = nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = data[0]
+    model_ptr, opt_ptr = bob.send(model, opt)  # first visit: the optimizer was built for this model
+    opt_ptr.zero_grad()
+    F.mse_loss(model_ptr(x), y).backward()
+    opt_ptr.step()
+    model = model_ptr.get()
+    with pytest.raises(PointerError, match=r"not sent with it.*build a new one after every model = model_ptr\.get"):
+        bob.send(model, opt)  # the old optimizer points at the old model: caught before anything runs
+    with pytest.raises(PointerError, match="not sent with it"):
+        bob.send(opt)  # an optimizer alone would step copies that belong to nothing
+
+
+def test_local_objects_passed_to_commands_are_copied_and_your_code_is_refused(bob):
+    box = bob.send([])
+    mine = nn.Linear(2, 1)
+    box.append(mine)
+    assert bob.objects[box.id][0] is not mine
+    leak = []
+    with pytest.raises(PointerError, match="your own code"):
+        bob.send(nn.Linear(2, 1)).apply(lambda m: leak.append(m))
+    assert leak == []
+
+
+# ----------------------------------------------------------------------------- private means private (issue 13)
+
+
+def test_errors_on_private_data_withhold_torch_messages(bob, secret):
+    with pytest.raises(RemoteError) as caught:
+        torch.arange(4.0)[secret.long() * 3]  # IndexError: index 9 is out of bounds ...
+    assert "IndexError" in str(caught.value) and "9" not in str(caught.value) and "private data" in str(caught.value)
+    table = bob.send({1: "a"})
+    with pytest.raises(RemoteError) as caught:
+        table[secret.sum().long()]  # KeyError(6) would print the private sum
+    assert "6" not in str(caught.value).replace("#", "")
+
+
+def test_shapes_of_results_computed_from_private_data_are_private(bob, secret):
+    assert secret.shape.get() == torch.Size([4])  # declared by bob: public metadata
+    big = secret[secret > 1]  # how many are > 1 is a fact about the values
+    for probe in (big.shape, big.size(0), big.numel(), torch.numel(big), secret.nonzero().shape):
+        with pytest.raises(PermissionError):
+            probe.get()
+    for text in (repr(big), bob.describe()):
+        assert "Tensor(2,)" not in text
+    assert "computed from private data" in repr(big)
+    with pytest.raises(PermissionError) as caught:
+        big.get()
+    assert "(2,)" not in str(caught.value)
+
+
+class Record:
+    """A private object whose methods are *named* like metadata accessors."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def size(self):
+        return self.values.sum()
+
+    @property
+    def shape(self):
+        return self.values.tolist()
+
+
+def test_metadata_is_exempt_only_for_real_tensor_attributes(bob):
+    record = bob.hold(Record(torch.tensor([3.0, 4.0])), private=True)
+    for probe in (record.size(), record.shape):
+        with pytest.raises(PermissionError):
+            probe.get()
+    module = bob.hold(nn.Linear(2, 1), private=True)
+    with pytest.raises(PermissionError):
+        module.weight.sum().get()
+
+
+def test_earlier_public_views_and_pointers_become_private_when_private_data_is_written(bob, secret):
+    public = bob.send(torch.zeros(4))
+    view = public[1:]  # taken while public
+    public.copy_(secret)
+    with pytest.raises(PermissionError):
+        view.get()
+    # gradients and optimizer state reached before a private step
+    model = nn.Linear(4, 1)
+    model_ptr, opt_ptr = bob.send(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9))
+    F.mse_loss(model_ptr(bob.send(torch.ones(1, 4))), bob.send(torch.ones(1, 1))).backward()
+    grad, state, groups = model_ptr.weight.grad, opt_ptr.state, opt_ptr.param_groups
+    assert not grad.private and not state.private
+    F.mse_loss(model_ptr(secret.unsqueeze(0)), bob.send(torch.ones(1, 1))).backward()
+    opt_ptr.step()
+    for escape in (grad, state, groups):
+        with pytest.raises(PermissionError):
+            escape.get()
+
+
+def test_a_private_loss_through_a_public_model_makes_its_gradients_private(bob, secret):
+    model = bob.send(nn.Linear(4, 1))
+    out = model(bob.send(torch.ones(1, 4)))  # public forward
+    F.mse_loss(out, secret.sum().reshape(1, 1)).backward()  # private target
+    with pytest.raises(PermissionError):
+        model.weight.grad.get()
+
+
+def test_results_of_remote_calls_on_private_data_are_private(bob, secret):
+    public = bob.send(torch.ones(4))
+    for result in (public + secret, secret.tolist(), torch.where(secret > 1, public, public), public.dot(secret)):
+        assert result.private
+
+
+def test_release_goes_to_the_worker_object_not_a_name(bob, secret):
+    real = VirtualWorker("secure_worker")
+    impostor = VirtualWorker("secure_worker")
+    total = secret.sum()
+    bob.release(total, to=real)
+    with pytest.raises(PermissionError):
+        total.move(impostor)
+    with pytest.raises(TypeError, match="worker object"):
+        bob.release(total, to="secure_worker")
+    assert total.move(real).location is real
+
+
+def test_private_pointer_chains_and_remote_get_are_refused(bob, alice, secret):
+    chain = alice.send(secret)
+    with pytest.raises(PermissionError):
+        chain.remote_get()
+    assert isinstance(alice.objects[chain.id], Pointer)  # refused: nothing moved
+
+
+# ----------------------------------------------------------------------------- PySyft parity: remote_get, search, marks
+
+
+def test_remote_get_brings_the_object_one_hop_and_copies_it(bob, alice):
+    chain = alice.send(bob.send(torch.tensor([1.0, 2.0])))
+    assert chain.remote_get() is chain
+    assert torch.equal(alice.objects[chain.id], torch.tensor([1.0, 2.0])) and not bob.objects
+    assert alice.log.where(kind="move", sender="bob", receiver="alice")[-1].nbytes == 8
+    assert torch.equal(chain.get(), torch.tensor([1.0, 2.0]))
+    with pytest.raises(PointerError, match="remote_get needs a chain"):
+        alice.send(torch.ones(1)).remote_get()
+
+
+def test_search_matches_tags_and_description_words_on_a_worker_and_a_grid(bob, alice):
+    bob.hold(torch.ones(2), tags=["#xray"], description="Chest scans from 2019")
+    alice.hold(torch.ones(3), tags=["#xray", "#ct"], description="CT volumes")
+    assert len(bob.search("#xray", "chest")) == 1 and bob.search("#ct") == []
+    grid = Grid([bob, alice])
+    assert [p.location for p in grid.search("#xray")] == [bob, alice]
+    assert [p.location for p in grid.search("volumes")] == [alice]
+    assert grid.search("#xray", "2019")[0].description == "Chest scans from 2019"
+    assert bob.log.where(kind="search")[0].detail == "#xray chest"
+    with pytest.raises(ValueError, match="at least one tag or word"):
+        bob.search()
+
+
+def test_marks_keep_only_later_messages_even_after_a_clear(bob):
+    kept = [bob.send(torch.ones(2))]
+    start = mark()
+    bob.log.clear()
+    kept.append(bob.send(torch.ones(3)))
+    later = bob.log.since(start)
+    assert [m.nbytes for m in later] == [12] and bob.log.where(kind="send").nbytes() == 12
+
+
+# ----------------------------------------------------------------------------- secret-shared tensors (PySyft 9-10)
+
+
+@pytest.fixture
+def provider():
+    return VirtualWorker("crypto_provider")
+
+
+def test_shared_tensor_arithmetic_matches_plain_torch(bob, alice, provider):
+    charlie = VirtualWorker("charlie")
+    x, y = torch.tensor([[1.5, -2.0], [0.25, 3.0]]), torch.tensor([[0.5, 4.0], [-1.0, 2.0]])
+    xs = share_tensor(x, bob, alice, charlie, crypto_provider=provider, max_abs=10)
+    ys = share_tensor(y, bob, alice, charlie, crypto_provider=provider, max_abs=10)
+    cases = {
+        "add": (xs + ys, x + y),
+        "sub": (xs - ys, x - y),
+        "public add": (xs + 1.0, x + 1),
+        "rsub": (2 - xs, 2 - x),
+        "int scalar": (xs * 3, x * 3),
+        "float scalar": (0.5 * xs, 0.5 * x),
+        "mul": (xs * ys, x * y),
+        "matmul": (xs @ ys, x @ y),
+        "public matmul": (xs @ y, x @ y),
+        "chain": ((xs * ys + xs) @ ys, (x * y + x) @ y),
+    }
+    for name, (shared, expected) in cases.items():
+        assert isinstance(shared, SharedTensor) and shared.holders == [bob, alice, charlie], name
+        assert torch.allclose(shared.get(), expected, atol=1e-4), name
+
+
+def test_no_holder_sees_the_value_and_every_share_message_is_logged(bob, alice, provider):
+    secret_x = bob.hold(torch.tensor([3.0, -1.0, 2.0]), private=True)
+    secret_w = alice.hold(torch.tensor([[0.5], [2.0], [-1.0]]), private=True)
+    start = mark()
+    xs = share_tensor(secret_x, bob, alice, crypto_provider=provider)
+    ws = share_tensor(secret_w, bob, alice, crypto_provider=provider)
+    result = xs @ ws
+    assert "encode" in [m.detail for m in bob.log.since(start).where(kind="command")]  # fixed point, on bob
+    shares = [m for w in (bob, alice, provider) for m in w.log.since(start) if m.kind == "share"]
+    assert {(m.sender, m.receiver) for m in shares} >= {("bob", "alice"), ("alice", "bob"), ("crypto_provider", "bob")}
+    assert all(m.nbytes > 0 for m in shares)
+    assert bob.log.since(start).where(kind="share", sender="bob", receiver="alice")[0].nbytes == 24  # 3 int64
+    moved_in_clear = [m for w in (bob, alice) for m in w.log.since(start) if m.kind in ("get", "copy", "move")]
+    assert moved_in_clear == []
+    for worker, own in ((bob, secret_x), (alice, secret_w)):  # besides its own data, a holder keeps ring noise
+        assert all(v.dtype == torch.int64 for i, v in worker.objects.items() if i != own.id)
+    with pytest.raises(PermissionError, match="private data of bob, alice"):
+        result.get()
+    bob.release(result)
+    with pytest.raises(PointerError, match="only its owners"):
+        provider.release(result)
+    alice.release(result)
+    assert torch.allclose(result.get(), torch.tensor([1.5 - 2.0 - 2.0]), atol=1e-4)
+    for share_ptr in xs.shares:  # a single share of private data cannot be fetched either
+        with pytest.raises(PermissionError):
+            share_ptr.get()
+
+
+def test_shared_tensors_explain_misuse(bob, alice, provider):
+    xs = share_tensor(torch.ones(2), bob, alice)
+    with pytest.raises(ValueError, match="needs a crypto provider"):
+        xs * xs
+    with pytest.raises(ValueError, match="two or more different workers"):
+        share_tensor(torch.ones(2), bob, bob)
+    other = share_tensor(torch.ones(2), bob, provider)
+    with pytest.raises(PointerError, match="different workers"):
+        xs + other
+    with pytest.raises(OverflowError, match=r"±1e\+06"):
+        share_tensor(torch.tensor([2e6]), bob, alice, max_abs=1e6)
+    big = share_tensor(torch.ones(2), bob, alice, crypto_provider=provider, max_abs=1e6)
+    with pytest.raises(OverflowError, match=r"could reach ±1e\+12.*wrap"):
+        (big * big) * big
+    with pytest.raises(OverflowError, match="public bound ±10"):
+        share_tensor(bob.hold(torch.tensor([50.0])), bob, alice, max_abs=10)

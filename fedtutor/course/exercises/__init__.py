@@ -130,7 +130,12 @@ def hint(exercise_id: str) -> None:
 
 def solution(exercise_id: str) -> None:
     """Print one possible solution (try ``hint`` first!), from the course's source notebook."""
+    from fedtutor.course.edition import off_message
+
     _get(exercise_id)
+    if message := off_message(exercise_id):  # a class edition: the instructor turned solutions off
+        print(message)
+        return
     try:
         path, code = solution_code(exercise_id)
     except LookupError as err:

@@ -29,7 +29,7 @@ def _check_broadcast_table(table: Any) -> str:
     rows, cols = expected.shape
     expect_tensor(table, "table")
     expect(
-        tuple(table.shape) != (cols, rows),
+        rows == cols or tuple(table.shape) != (cols, rows),  # a square table cannot be told swapped by shape
         f"table has shape {tuple(table.shape)}: rows and columns are swapped; row i belongs to a[i].",
     )
     expect(tuple(table.shape) == (rows, cols), f"table should have shape ({rows}, {cols}), got {tuple(table.shape)}.")
