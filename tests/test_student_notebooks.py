@@ -95,12 +95,12 @@ def test_there_are_course_notebooks_to_check():
 @pytest.mark.parametrize("source_path", SOURCES, ids=lambda p: p.stem)
 def test_student_version_is_valid_and_keeps_no_solution(sources, student_dir, source_path):
     path = student_dir / source_path.name
-    student = nbformat.read(path, as_version=4)
-    nbformat.validate(student)
+    handout = nbformat.read(path, as_version=4)
+    nbformat.validate(handout)
     source = nbformat.read(sources / source_path.name, as_version=4)
-    assert student.metadata["kernelspec"]["name"] == "python3"
-    assert len(student.cells) == len(source.cells)
-    for number, (src, mine) in enumerate(zip(source.cells, student.cells, strict=True), start=1):
+    assert handout.metadata["kernelspec"]["name"] == "python3"
+    assert len(handout.cells) == len(source.cells)
+    for number, (src, mine) in enumerate(zip(source.cells, handout.cells, strict=True), start=1):
         assert mine.get("outputs", []) == [] and mine.get("execution_count") is None, f"{describe(number, mine)}"
         if mine.cell_type == "code":  # markdown may talk about the markers; code must not keep any
             assert student.solution_regions(mine.source) == ([], []), f"{describe(number, mine)} keeps a marker"
