@@ -25,19 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = [
-    "DataError",
-    "describe_partition",
-    "dirichlet",
-    "iid",
-    "label_counts",
-    "load_tensors",
-    "mnist_source",
-    "normalize",
-    "read_idx",
-    "shards",
-    "subset",
-]
+__all__ = ["DataError", "describe_partition", "dirichlet", "iid", "label_counts", "load_tensors", "mnist_source"]
+__all__ += ["normalize", "read_idx", "shards", "subset"]
 IDX_NAMES = {
     (True, "images"): "train-images-idx3-ubyte",
     (True, "labels"): "train-labels-idx1-ubyte",

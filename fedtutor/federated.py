@@ -49,21 +49,8 @@ from tqdm.auto import tqdm
 
 from fedtutor import speedups, training
 
-__all__ = [
-    "Client",
-    "FedAvg",
-    "FedProx",
-    "FedSGD",
-    "RoundHistory",
-    "Server",
-    "derive_seed",
-    "flat_params",
-    "make_clients",
-    "run_federated",
-    "set_flat_params",
-    "train_client",
-    "weighted_average",
-]
+__all__ = ["Client", "FedAvg", "FedProx", "FedSGD", "RoundHistory", "Server", "derive_seed", "flat_params"]
+__all__ += ["make_clients", "run_federated", "set_flat_params", "train_client", "weighted_average"]
 
 Aggregator = Callable[[list[torch.Tensor], torch.Tensor], torch.Tensor]
 BYTES_PER_FLOAT = 4  # float32 parameters on the wire

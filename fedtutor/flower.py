@@ -1,39 +1,24 @@
-"""The course's model and client training, deployed on Flower as real server and client processes.
+"""The course's model and client training on Flower, as real server and client processes.
 
-Everything federated so far ran inside one Python process. Here the same code runs on
-`Flower <https://flower.ai>`_ (``pip install "fedtutor[flower]"``), the most widely used
-open-source federated-learning engine, as separate operating-system processes that talk
-over the network (127.0.0.1 by default):
+The same code as ``fedtutor.federated`` runs on `Flower <https://flower.ai>`_
+(``pip install "fedtutor[flower]"``) as separate processes talking over the network:
 
-- **client side**: ``local_update`` trains a copy of the global model on one partition of
-  MNIST with ``fedtutor.federated.train_client`` (itself ``training.train_epoch`` over
-  ``training.batches``), the very function the in-process engine calls. Flower's
+- **client side**: ``local_update`` trains a copy of the global model on one partition of MNIST
+  with ``federated.train_client``, the very function the in-process engine calls; the
   ``ClientApp`` (``client_app``) only unpacks the message and packs the reply.
-- **server side**: ``server_app`` runs FedAvg rounds. It builds one training message per
-  connected client, waits for the replies with a per-round deadline, and aggregates them with
-  Flower's own ``flwr.serverapp.strategy.FedAvg`` (weighted by number of examples, as in
-  McMahan et al.), then evaluates the global model with ``training.evaluate``.
-- the processes themselves (a ``flower-superlink``, one ``flower-supernode`` per client, the
-  app submitted with ``flwr run``) are started and stopped by ``fedtutor.course.launcher``
-  (``fedtutor flower``); that is course machinery, not something to learn from.
+- **server side**: the ``ServerApp`` (``server_app``) runs ``fedavg_rounds``: one training
+  message per connected client, replies collected with a per-round deadline, aggregated by
+  Flower's own ``flwr.serverapp.strategy.FedAvg`` (weighted by examples), then evaluated.
+- the processes (a ``flower-superlink``, one ``flower-supernode`` per client, ``flwr run``) are
+  started and stopped by ``fedtutor.course.launcher``: course machinery, not lesson material.
 
-Why this API. Since Flower 1.13 (late 2024) ``start_server``/``start_client`` are deprecated;
-the recommended deployment is a long-running SuperLink and SuperNodes that execute a
-``ServerApp``/``ClientApp`` pair submitted with ``flwr run``. Apps exchange ``Message``\\ s
-carrying ``ArrayRecord``\\ s, and since Flower 1.21.0 (September 2025) the built-in strategies
-(``flwr.serverapp.strategy``, the "Message API strategies") work on them directly. That is what
-this module uses.
+Apps exchange ``Message`` objects carrying ``ArrayRecord``; since Flower 1.21.0 (September 2025)
+the built-in strategies (``flwr.serverapp.strategy``, the "Message API strategies") work on them.
 
-Fault tolerance. A client process can die at any moment, and nobody tells the server: it
-only sees a reply that never comes. So each round has a deadline: once the first reply is in,
-the round waits at most ``straggler_timeout`` seconds for the others (a deadline relative to
-the fastest client holds on a slow laptop as on a fast one), and at most
-``first_reply_timeout`` seconds for the first. Clients that miss it are dropped from later
-rounds, and the round averages the replies it has. When fewer than ``min_clients`` remain,
-the server stops with a message saying so.
-
-Flower is optional: ``import fedtutor.flower`` works without it, and every function that
-needs it raises ``FlowerNotInstalled`` with the install command.
+Fault tolerance: a crashed client is only a reply that never comes. Once a round's first reply
+is in, it waits at most ``straggler_timeout`` seconds for the rest (and ``first_reply_timeout``
+for the first); late clients are dropped, and below ``min_clients`` the server stops, saying so.
+``import fedtutor.flower`` works without Flower; what needs it raises ``FlowerNotInstalled``.
 """
 
 from __future__ import annotations

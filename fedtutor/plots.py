@@ -13,17 +13,8 @@ import torch
 
 from fedtutor.data import denormalize
 
-__all__ = [
-    "accuracy_curves",
-    "confusion",
-    "draw_deployment",
-    "histograms",
-    "image_grid",
-    "label_distribution",
-    "learning_curves",
-    "line",
-    "privacy_tradeoff",
-]
+__all__ = ["accuracy_curves", "confusion", "draw_deployment", "histograms", "image_grid", "label_distribution"]
+__all__ += ["draw_workers", "learning_curves", "line", "message_log", "privacy_tradeoff"]
 
 plt.rcParams.update({"figure.dpi": 100, "font.size": 11, "axes.spines.top": False, "axes.spines.right": False})
 

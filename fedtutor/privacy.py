@@ -2,19 +2,19 @@
 
 Four small tools, each the from-scratch core of a published idea:
 
-- **Gradient inversion** (Zhu et al. 2019, "Deep Leakage from Gradients"; label trick from
-  Zhao et al. 2020, iDLG): optimize a dummy image until its gradient matches the one a client
-  sent. Shows that "the data never leaves the device" is not the same as "the data is private".
-- **Additive secret sharing** over the ring Z_{2^64} with fixed-point encoding of floats:
-  a secret splits into random-looking shares that sum back to it; shares add like secrets.
-- **Secure aggregation** by pairwise masking (the core of Bonawitz et al. 2017): each client
-  hides its update under masks that cancel in the sum, so the server learns only the total.
-- **DP-FedAvg** (McMahan et al. 2018): clip each client's update to norm S, add Gaussian noise
-  of std sigma * S to the sum, plus the privacy accountant that turns sigma into (epsilon, delta).
+- **Gradient inversion** (Zhu et al. 2019, "Deep Leakage from Gradients"; label trick from Zhao et al. 2020,
+  iDLG): optimize a dummy image until its gradient matches the one a client sent. Shows that "the data never
+  leaves the device" is not the same as "the data is private".
+- **Additive secret sharing** over the ring Z_{2^64} with fixed-point encoding of floats: a secret splits
+  into random-looking shares that sum back to it; shares add like secrets.
+- **Secure aggregation** by pairwise masking (the core of Bonawitz et al. 2017): each client hides its
+  update under masks that cancel in the sum, so the server learns only the total.
+- **DP-FedAvg** (McMahan et al. 2018): clip each client's update to norm S, add Gaussian noise of std
+  sigma * S to the sum, plus the privacy accountant that turns sigma into (epsilon, delta).
 
-Everything is plain torch on flat 1-D update vectors (``federated.flat_params`` turns a model
-into one). ``SecureAggregator`` and ``DPAggregator`` plug the last two into the FedAvg engine
-through its aggregation hook: ``federated.FedAvg(aggregator=...)``.
+Everything is plain torch on flat 1-D update vectors (``federated.flat_params`` turns a model into one).
+``SecureAggregator`` and ``DPAggregator`` plug the last two into the FedAvg engine through its aggregation
+hook: ``federated.FedAvg(aggregator=...)``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ from torch import nn
 from fedtutor.data import denormalize
 from fedtutor.speedups import intra_op_threads
 
+__all__ = ["DPAggregator", "SecureAggregator", "add_shares", "clip_update", "decode", "dp_epsilon", "dp_mean", "encode"]
+__all__ += ["example_gradients", "image_mse", "infer_label", "invert_gradients", "mask_update", "reconstruct"]
+__all__ += ["share", "ssim"]
+
 # ----------------------------------------------------------------------------- gradient inversion
 
 
@@ -41,10 +45,9 @@ def example_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> lis
 def infer_label(gradients: list[torch.Tensor]) -> int:
     """iDLG: read a single example's label straight off the last layer's weight gradient.
 
-    With softmax cross-entropy, dL/dW_last[c] = (p_c - [c == y]) * h, where h >= 0 are the
-    ReLU activations feeding the last layer. Every row is >= 0 except the true class's,
-    whose factor p_y - 1 is negative: the most negative row is the label.
-    """
+    With softmax cross-entropy, dL/dW_last[c] = (p_c - [c == y]) * h, where h >= 0 are the ReLU activations
+    feeding the last layer. Every row is >= 0 except the true class's, whose factor p_y - 1 is negative:
+    the most negative row is the label."""
     matrices = [g for g in gradients if g.dim() == 2]
     if not matrices:
         raise ValueError("infer_label needs the gradient of a final linear layer (a 2-D weight); none was given.")
@@ -72,11 +75,9 @@ def invert_gradients(
 ) -> Inversion:
     """Deep Leakage from Gradients: find an input whose gradient on ``model`` equals ``target``.
 
-    Minimizes D(x') = sum over parameters ||grad(x') - target||^2 over a dummy image x' that
-    starts as noise, with L-BFGS (second-order, as in the paper). D depends on x' through the
-    gradient, so each step differentiates a gradient: ``create_graph=True``. The label comes
-    from ``infer_label`` unless given.
-    """
+    Minimizes D(x') = sum over parameters ||grad(x') - target||^2 over a dummy image x' that starts as noise,
+    with L-BFGS (second-order, as in the paper). D depends on x' through the gradient, so each step
+    differentiates a gradient: ``create_graph=True``. The label comes from ``infer_label`` unless given."""
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}.")
     params = list(model.parameters())
@@ -88,9 +89,7 @@ def invert_gradients(
     label = infer_label(target) if label is None else label
     y = torch.tensor([label])
     dummy = torch.randn((1, *input_shape), generator=torch.Generator().manual_seed(seed)).requires_grad_(True)
-    optimizer = torch.optim.LBFGS(
-        [dummy], lr=1.0, max_iter=1, max_eval=25, history_size=100, line_search_fn="strong_wolfe"
-    )
+    optimizer = torch.optim.LBFGS([dummy], lr=1.0, max_iter=1, max_eval=25, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         grads = torch.autograd.grad(F.cross_entropy(model(dummy), y), params, create_graph=True)
@@ -115,11 +114,9 @@ def image_mse(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> float:
-    """Structural similarity (Wang et al. 2004) of two normalized images, 1.0 = identical.
-
-    Compares local means, contrasts and correlation in sliding ``window`` x ``window`` patches:
-    SSIM = (2 mu_a mu_b + c1)(2 cov_ab + c2) / ((mu_a^2 + mu_b^2 + c1)(var_a + var_b + c2)).
-    """
+    """Structural similarity (Wang et al. 2004) of two normalized images, 1.0 = identical. Compares local means,
+    contrasts and correlation in sliding ``window`` x ``window`` patches:
+    SSIM = (2 mu_a mu_b + c1)(2 cov_ab + c2) / ((mu_a^2 + mu_b^2 + c1)(var_a + var_b + c2))."""
     a, b = denormalize(a).reshape(1, 1, *a.shape[-2:]), denormalize(b).reshape(1, 1, *b.shape[-2:])
 
     def local_mean(t: torch.Tensor) -> torch.Tensor:
@@ -134,9 +131,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 7) -> float:
 
 
 # ----------------------------------------------------------------------------- fixed point and secret sharing
-# The ring is Z_{2^64}, stored in torch.int64: two's complement addition and subtraction wrap
-# modulo 2^64, which is exactly ring arithmetic (CrypTen relies on the same). An element v
-# stands for the signed integer in [-2^63, 2^63); a float x is encoded as round(x * 2^FRAC_BITS).
+# The ring is Z_{2^64}, stored in torch.int64: two's complement addition and subtraction wrap modulo 2^64,
+# which is exactly ring arithmetic (CrypTen relies on the same). An element v stands for the signed integer
+# in [-2^63, 2^63); a float x is encoded as round(x * 2^FRAC_BITS).
 
 FRAC_BITS = 16  # precision: floats are rounded to multiples of 2^-16 ~ 1.5e-5
 
@@ -174,9 +171,7 @@ def encode(x: torch.Tensor, frac_bits: int = FRAC_BITS, max_abs: float | None = 
 
 def decode(v: torch.Tensor, frac_bits: int = FRAC_BITS) -> torch.Tensor:
     """Ring elements (int64) -> float64, reading each as a signed fixed-point number.
-
-    Exact while |v| < 2^53 (float64's mantissa), i.e. |x| < 2^37 ~ 1.4e11 with 16 fractional bits.
-    """
+    Exact while |v| < 2^53 (float64's mantissa), i.e. |x| < 2^37 ~ 1.4e11 with 16 fractional bits."""
     if v.dtype != torch.int64:
         raise TypeError(f"decode expects ring elements (torch.int64), got {v.dtype}.")
     return v.to(torch.float64) / 2.0**frac_bits
@@ -190,10 +185,9 @@ def random_ring(shape: tuple[int, ...] | torch.Size, generator: torch.Generator 
 def share(secret: torch.Tensor, parties: int = 2, generator: torch.Generator | None = None) -> list[torch.Tensor]:
     """Split encoded ``secret`` into ``parties`` additive shares that sum to it modulo 2^64.
 
-    The first parties - 1 shares are uniform random r_i; the last is secret - sum(r_i). For any
-    secret, any parties - 1 of the shares are independent uniform values: they reveal nothing.
-    Randomness comes from ``generator``, or torch's global generator when it is None.
-    """
+    The first parties - 1 shares are uniform random r_i (from ``generator``, or torch's global one); the last
+    is secret - sum(r_i). For any secret, any parties - 1 of the shares are independent uniform values: they
+    reveal nothing."""
     if secret.dtype != torch.int64:
         raise TypeError(f"share() takes ring elements (torch.int64); got {secret.dtype}. Call encode(x) first.")
     if parties < 2:
@@ -221,10 +215,8 @@ def add_shares(
     a: list[torch.Tensor], b: list[torch.Tensor], max_abs: float | None = None, frac_bits: int = FRAC_BITS
 ) -> list[torch.Tensor]:
     """Each party adds its two shares locally: the results are shares of a + b, no talking needed.
-
     Nobody can see whether the sum leaves the fixed-point range (the shares look random), so the
-    check uses the public bound ``max_abs`` on |a| and |b|, before anything can wrap.
-    """
+    check uses the public bound ``max_abs`` on |a| and |b|, before anything can wrap."""
     _check_shares(a), _check_shares(b)
     if len(a) != len(b) or a[0].shape != b[0].shape:
         raise ValueError(
@@ -246,10 +238,8 @@ def ring_to_unit(v: torch.Tensor) -> torch.Tensor:
 
 def ks_uniform(u: torch.Tensor) -> tuple[float, float]:
     """Kolmogorov-Smirnov test of ``u`` against Uniform(0, 1): (statistic D, critical value at 0.1%).
-
     D is the largest gap between the empirical CDF and the line F(t) = t. If the values are
-    uniform, D exceeds sqrt(ln(2 / 0.001) / 2) / sqrt(n) only 0.1% of the time.
-    """
+    uniform, D exceeds sqrt(ln(2 / 0.001) / 2) / sqrt(n) only 0.1% of the time."""
     u, n = u.flatten().sort().values.double(), u.numel()
     i = torch.arange(1, n + 1, dtype=torch.float64)
     statistic = max((i / n - u).max().item(), (u - (i - 1) / n).max().item())
@@ -257,35 +247,25 @@ def ks_uniform(u: torch.Tensor) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- secure aggregation
-# Pairwise masking (Bonawitz et al. 2017, without its dropout recovery): every pair of clients
-# i < j shares a random seed s_ij. Client i uploads  enc(x_i) + sum_{j>i} PRG(s_ij) - sum_{j<i} PRG(s_ji).
-# Each mask is added by one client of the pair and subtracted by the other, so in the sum over
-# all clients every mask cancels and the server gets sum_i enc(x_i); each single upload is a
-# uniformly random ring element, whatever x_i is.
-# The PRG here is torch's generator (a Mersenne Twister): right for a simulation, but not a
-# cryptographic PRG; real implementations expand seeds with AES-CTR or ChaCha20.
+# Pairwise masking (Bonawitz et al. 2017, without its dropout recovery): every pair of clients i < j shares
+# a random seed s_ij. Client i uploads  enc(x_i) + sum_{j>i} PRG(s_ij) - sum_{j<i} PRG(s_ji). Each mask is
+# added by one client of the pair and subtracted by the other, so in the sum over all clients every mask
+# cancels and the server gets sum_i enc(x_i); each single upload is a uniformly random ring element.
+# The PRG here is torch's generator (a Mersenne Twister): right for a simulation, but not a cryptographic
+# PRG; real implementations expand seeds with AES-CTR or ChaCha20.
 
 
 def pairwise_seeds(clients: int, seed: int = 0) -> dict[tuple[int, int], int]:
-    """One secret seed per pair of clients (i, j), i < j.
-
-    In the real protocol i and j derive s_ij by Diffie-Hellman key agreement through the server,
-    which therefore never learns it; here one generator deals them, to keep the simulation short.
-    """
+    """One secret seed per pair of clients (i, j), i < j. In the real protocol i and j derive s_ij by
+    Diffie-Hellman key agreement through the server, which therefore never learns it; here one generator
+    deals them, to keep the simulation short."""
     generator = torch.Generator().manual_seed(seed)
-    return {
-        (i, j): int(torch.randint(0, 2**62, (1,), generator=generator))
-        for i in range(clients)
-        for j in range(i + 1, clients)
-    }
+    pairs = [(i, j) for i in range(clients) for j in range(i + 1, clients)]
+    return {pair: int(torch.randint(0, 2**62, (1,), generator=generator)) for pair in pairs}
 
 
 def mask_update(
-    update: torch.Tensor,
-    client: int,
-    seeds: dict[tuple[int, int], int],
-    max_abs: float,
-    frac_bits: int = FRAC_BITS,
+    update: torch.Tensor, client: int, seeds: dict[tuple[int, int], int], max_abs: float, frac_bits: int = FRAC_BITS
 ) -> torch.Tensor:
     """Client side: encode the (flattened) update and add this client's pairwise masks."""
     if not any(client in pair for pair in seeds):
@@ -304,10 +284,8 @@ def mask_update(
 
 class SecureAggregationServer:
     """The server's side: it receives masked uploads and can only ever compute their sum.
-
     ``received`` holds everything the server has seen. It works against an honest-but-curious
-    server with every client reporting; ``total`` refuses to run when someone dropped out.
-    """
+    server with every client reporting; ``total`` refuses to run when someone dropped out."""
 
     def __init__(self, clients: int, max_abs: float, frac_bits: int = FRAC_BITS) -> None:
         if clients < 2:
@@ -357,11 +335,9 @@ def secure_weighted_mean(
     seed: int = 0,
     frac_bits: int = FRAC_BITS,
 ) -> tuple[torch.Tensor, SecureAggregationServer]:
-    """FedAvg's weighted mean of flat updates, computed through secure aggregation.
-
+    """FedAvg's weighted mean of flat updates, computed through secure aggregation; returns (mean, server).
     Weights (e.g. sample counts) are public, as in FedAvg: each client scales its own update by
-    its share w_k / sum(w) before masking, so the masked sum is the mean. Returns (mean, server).
-    """
+    its share w_k / sum(w) before masking, so the masked sum is the mean."""
     weights = [1.0] * len(updates) if weights is None else [float(w) for w in weights]
     for k, (update, w) in enumerate(zip(updates, weights, strict=False)):
         if not math.isfinite(w) or not torch.isfinite(update).all():
@@ -377,10 +353,10 @@ def secure_weighted_mean(
 
 
 # ----------------------------------------------------------------------------- differential privacy
-# DP-FedAvg (McMahan et al. 2018), with every selected client weighted equally. Clipping bounds
-# how much one client can move the sum: adding or removing a client changes it by at most S in
-# L2 norm (its sensitivity). The Gaussian mechanism then adds noise of std sigma * S to the sum,
-# i.e. sigma * S / m to the mean over the m clients of the round (m fixed and public).
+# DP-FedAvg (McMahan et al. 2018), with every selected client weighted equally. Clipping bounds how much one
+# client can move the sum: adding or removing a client changes it by at most S in L2 norm (its sensitivity).
+# The Gaussian mechanism then adds noise of std sigma * S to the sum, i.e. sigma * S / m to the mean over
+# the m clients of the round (m fixed and public).
 
 
 def _check_dp(clip_norm: float, noise_multiplier: float) -> None:
@@ -412,16 +388,14 @@ def dp_mean(
 def dp_epsilon(noise_multiplier: float, rounds: int, delta: float = 1e-5) -> float:
     """Client-level epsilon of ``rounds`` DP-FedAvg rounds in which every client takes part.
 
-    Neighbouring runs differ in one client's update being there or replaced by zero: the clipped
-    sum moves by at most S, the noise is sigma * S. (If one client's data is *replaced* by any
-    other, the sum can move by 2S: pass noise_multiplier / 2 for that guarantee.)
+    Neighbouring runs differ in one client's update being there or replaced by zero: the clipped sum moves
+    by at most S, the noise is sigma * S. (If one client's data is *replaced* by any other, the sum can move
+    by 2S: pass noise_multiplier / 2 for that guarantee.)
 
-    Accountant: Renyi DP of the Gaussian mechanism (Mironov 2017). One round is (alpha,
-    alpha / (2 sigma^2))-RDP for every order alpha > 1; rounds add up; converting with
-    epsilon = rdp + log(1/delta) / (alpha - 1) and the best alpha gives the closed form
-    epsilon = T / (2 sigma^2) + sqrt(2 T log(1/delta)) / sigma. It ignores the amplification
-    that sampling a fraction of the clients would give, so it is an upper bound.
-    """
+    Accountant: Renyi DP of the Gaussian mechanism (Mironov 2017). One round is (alpha, alpha / (2 sigma^2))-RDP
+    for every order alpha > 1; rounds add up; converting with epsilon = rdp + log(1/delta) / (alpha - 1) and
+    the best alpha gives the closed form epsilon = T / (2 sigma^2) + sqrt(2 T log(1/delta)) / sigma. It ignores
+    the amplification that sampling a fraction of the clients would give, so it is an upper bound."""
     _check_dp(1.0, noise_multiplier)
     if rounds < 1 or not 0 < delta < 1:
         raise ValueError(f"Need rounds >= 1 and 0 < delta < 1, got rounds={rounds}, delta={delta}.")
@@ -431,19 +405,18 @@ def dp_epsilon(noise_multiplier: float, rounds: int, delta: float = 1e-5) -> flo
 
 
 # ----------------------------------------------------------------------------- plugging into FedAvg
-# Both classes fit the engine's aggregation hook, ``FedAvg(aggregator=...)``: they are called once
-# per round with the returned clients' flat deltas (K x (P,)) and sample counts (K,), and return
-# the (P,) step. Make a fresh one per run: they count rounds to draw fresh randomness each round.
+# Both classes fit the engine's aggregation hook, ``FedAvg(aggregator=...)``: they are called once per round
+# with the returned clients' flat deltas (K x (P,)) and sample counts (K,), and return the (P,) step.
+# Make a fresh one per run: they count rounds to draw fresh randomness each round.
 
 
 class SecureAggregator:
     """FedAvg's weighted mean, computed by secure aggregation among the clients that returned.
 
-    Every round uses fresh pairwise seeds: with reused masks the server could subtract a client's
-    uploads from two rounds and see the difference of its updates. ``last_server`` is the
-    latest round's server, to look at what it received. A round where fewer than two clients
-    returned is skipped (a zero step, said in one line): the sum of one upload is that update.
-    """
+    Every round uses fresh pairwise seeds: with reused masks the server could subtract a client's uploads from
+    two rounds and see the difference of its updates. ``last_server`` is the latest round's server, to look at
+    what it received. A round where fewer than two clients returned is skipped (a zero step, said in one
+    line): the sum of one upload is that update."""
 
     def __init__(self, max_abs: float = 1e3, seed: int = 0, frac_bits: int = FRAC_BITS) -> None:
         self.max_abs, self.seed, self.frac_bits = max_abs, seed, frac_bits
@@ -467,10 +440,9 @@ class SecureAggregator:
 class DPAggregator:
     """DP-FedAvg's server step: clip every delta to ``clip_norm``, average, add Gaussian noise.
 
-    The sample counts are ignored on purpose: weighting by n_k would let one large client move
-    the mean by more than S / m, and the noise is calibrated to exactly that bound.
-    ``norms`` collects every delta's L2 norm before clipping, to see what the clip cuts.
-    """
+    The sample counts are ignored on purpose: weighting by n_k would let one large client move the mean by
+    more than S / m, and the noise is calibrated to exactly that bound. ``norms`` collects every delta's L2
+    norm before clipping, to see what the clip cuts."""
 
     def __init__(self, clip_norm: float, noise_multiplier: float, seed: int = 0) -> None:
         _check_dp(clip_norm, noise_multiplier)

@@ -18,17 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-__all__ = [
-    "History",
-    "batches",
-    "confusion_matrix",
-    "evaluate",
-    "fit",
-    "load_checkpoint",
-    "predict",
-    "save_checkpoint",
-    "train_epoch",
-]
+__all__ = ["History", "batches", "confusion_matrix", "evaluate", "fit", "load_checkpoint", "predict"]
+__all__ += ["save_checkpoint", "train_epoch"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

@@ -1,9 +1,8 @@
 """Virtual workers and pointers: computing on data you cannot see, inside one Python process.
 
-A ``VirtualWorker`` stands for another machine (a phone, a hospital); a ``Pointer`` is your
-handle on an object it holds. Every operation on a pointer runs *on the worker* and gives you
-a new pointer: data stays put, only commands travel (PySyft's classic idea, on plain PyTorch,
-without patching torch)::
+A ``VirtualWorker`` stands for another machine (a phone, a hospital); a ``Pointer`` is your handle on an
+object it holds. Every operation on a pointer runs *on the worker* and gives you a new pointer: data stays
+put, only commands travel (PySyft's classic idea, on plain PyTorch, without patching torch)::
 
     bob, alice = VirtualWorker("bob"), VirtualWorker("alice")   # `me` is the learner's worker
     x = bob.send(torch.tensor([1.0, 2.0]))            # a Pointer; (x * 2).sum() runs on bob
@@ -15,15 +14,14 @@ without patching torch)::
     s = share_tensor(x_ptr, bob, alice, crypto_provider=carol)  # s + s, 2 * s, s * s, s @ w, s.get()
     start = mark(); ...; bob.log.since(start).where(kind="get")  # what moved since then
 
-**Copies at every boundary**: whatever crosses between owners (send, hold, get, copy, move,
-remote_get, arguments of commands) is copied, so no tensor memory is shared between owners.
-**Privacy by provenance**: anything computed from a private object (results, trained models,
-gradients, optimizer state, containers, earlier views of memory it was written into) is
-private too; ``get``, ``copy`` and ``move`` refuse it until its worker releases it, errors
-withhold values, and only the shapes of objects a worker was given or holds are public. It all
-lives in one process, so ``bob.objects`` can always be read: the rules model what a real
-worker enforces through its API; they are not a security boundary. Every message is logged on
-both workers with its bytes of tensor payload (``numel * element_size``).
+**Copies at every boundary**: whatever crosses between owners (send, hold, get, copy, move, remote_get,
+arguments of commands) is copied, so no tensor memory is shared between owners.
+**Privacy by provenance**: anything computed from a private object (results, trained models, gradients,
+optimizer state, containers, earlier views of memory it was written into) is private too; ``get``, ``copy``
+and ``move`` refuse it until its worker releases it, errors withhold values, and only the shapes of objects
+a worker was given or holds are public. It all lives in one process, so ``bob.objects`` can always be read:
+the rules model what a real worker enforces through its API; they are not a security boundary. Every message
+is logged on both workers with its bytes of tensor payload (``numel * element_size``).
 """
 
 from __future__ import annotations
@@ -41,6 +39,9 @@ import torch
 from torch import nn
 
 from fedtutor import privacy
+
+__all__ = ["Grid", "Pointer", "PointerError", "RemoteError", "SharedTensor", "VirtualWorker", "average_models"]
+__all__ += ["mark", "me", "payload_bytes", "sandbox", "send", "share_tensor"]
 
 _next_id = itertools.count(1)  # ids are unique across all workers: "#12" names one object
 _next_seq = itertools.count(1)  # every message gets the next number: marks are points in this order
@@ -206,11 +207,8 @@ class VirtualWorker:
     # ---- the learner's side of the protocol
 
     def send(self, *objs: Any, private: bool = False, tags: Sequence[str] = (), description: str = "") -> Any:
-        """Send copies of ``objs`` here; returns one pointer (or a tuple, one per object).
-
-        Objects sent in one call are copied together, so ``bob.send(model, optimizer)`` gives
-        bob an optimizer that updates bob's copy of the model, not yours.
-        """
+        """Send copies of ``objs`` here; returns one pointer (or a tuple, one per object). Objects sent in
+        one call are copied together: ``bob.send(model, optimizer)`` steps bob's copy of the model, not yours."""
         if not objs:
             raise ValueError(f"Nothing to send: call {self.name}.send(obj) with a tensor, module or optimizer.")
         if any(isinstance(o, Pointer) for o in objs):
@@ -226,9 +224,7 @@ class VirtualWorker:
 
     def hold(self, obj: Any, private: bool = True, tags: Sequence[str] = (), description: str = "") -> Pointer:
         """Store the worker's *own* object (a copy; no message: it never travels); returns a pointer.
-
-        Dropping that pointer does not delete the worker's data, which is not yours to delete.
-        """
+        Dropping that pointer does not delete the worker's data, which is not yours to delete."""
         return self._add(_copied(obj), me, private, tags, description, collect=False, given=True)
 
     def release(self, target: Pointer | SharedTensor | int, to: VirtualWorker | None = None) -> None:
@@ -270,13 +266,12 @@ class VirtualWorker:
         return Pointer(self, object_id, owner, collect)
 
     def _entry(self, object_id: int) -> Entry:
-        try:
-            return self.store[object_id]
-        except KeyError:
+        if object_id not in self.store:
             raise PointerError(
                 f"{self.name} no longer holds object #{object_id}: it was retrieved, moved or "
                 "deleted through another pointer. Send the data again or recompute it."
-            ) from None
+            )
+        return self.store[object_id]
 
     def _forward_pointer(self, ptr: Pointer) -> Pointer:
         ptr._check()
@@ -347,9 +342,7 @@ def _post(kind: str, sender: VirtualWorker, receiver: VirtualWorker, nbytes: int
 
 class Pointer:
     """A handle on an object held by ``location`` under ``id``; ``owner`` is who holds the handle.
-
-    Operators, ``torch.*`` functions and methods run on the location and return new pointers.
-    """
+    Operators, ``torch.*`` functions and methods run on the location and return new pointers."""
 
     __slots__ = ("location", "id", "owner", "collect", "_gone", "__weakref__")
 
@@ -414,9 +407,7 @@ class Pointer:
 
     def move(self, worker: VirtualWorker) -> Pointer:
         """Have the location send (a copy of) the object straight to ``worker``; this pointer follows it.
-
-        What stays behind (an optimizer, a view) no longer reaches the moved object.
-        """
+        What stays behind (an optimizer, a view) no longer reaches the moved object."""
         if worker is self.location:
             raise PointerError(f"{self!r} is already on {worker.name}; nothing to move.")
         entry = self._refuse_if_private(f"move it to {worker.name}", to=worker)
@@ -445,8 +436,7 @@ class Pointer:
         inner._gone = f"brought to {self.location.name} with remote_get()"
         return self
 
-    def __del__(self) -> None:
-        # Garbage collection of the handle frees the remote object (and logs the "delete").
+    def __del__(self) -> None:  # garbage collection of the handle frees the remote object (and logs the "delete")
         try:
             if self.collect and self._gone is None and self.location.store.pop(self.id, None) is not None:
                 _post("delete", self.owner, self.location, 0, f"#{self.id}")
@@ -561,9 +551,8 @@ def _execute(func, args: tuple, kwargs: dict, name: str) -> Pointer | None:
     finally:
         if private:  # whatever this operation wrote into now holds private data too
             location._taint(receiver, _tensors_in(leaves) + _tensors_in(kwargs.get("out")))
-    if result is None:
-        return None  # backward(), step(), zero_grad(): nothing to point at
-    return location._add(result, owner, private=private)
+    # backward(), step(), zero_grad() return None: nothing to point at
+    return None if result is None else location._add(result, owner, private=private)
 
 
 TENSOR_METADATA = {"shape", "dtype", "ndim", "device", "size", "numel", "dim"}  # facts about a tensor, not its values
@@ -573,23 +562,15 @@ WRITING_DUNDERS = {"__setitem__", "__iadd__", "__isub__", "__imul__", "__itruedi
 def _is_metadata(func, name: str, entries: list[Entry]) -> bool:
     """A shape or dtype query on a tensor the worker was given: the real torch attribute, nothing by name."""
     value = entries[0].value
-    return (
-        len(entries) == 1
-        and entries[0].given
-        and func in (getattr, _call_method)
-        and isinstance(value, torch.Tensor)
-        and name in TENSOR_METADATA
-        and getattr(type(value), name, None) is getattr(torch.Tensor, name)
-    )
+    one_given_tensor = len(entries) == 1 and entries[0].given and isinstance(value, torch.Tensor)
+    real_attribute = name in TENSOR_METADATA and getattr(type(value), name, None) is getattr(torch.Tensor, name)
+    return one_given_tensor and real_attribute and func in (getattr, _call_method)
 
 
 def _writes_receiver(func, name: str) -> bool:
-    """Whether the operation may store its inputs in its first argument.
-
-    In-place torch functions end with one ``_``. Any *named method* may keep what it is given
-    (``list.append``, ``Tensor.copy_``, ``Module.load_state_dict``; a module's forward updates
-    BatchNorm statistics), so we assume it does; operators like ``+`` never do.
-    """
+    """Whether the operation may store its inputs in its first argument. In-place torch functions end with one
+    ``_``. Any *named method* may keep what it is given (``list.append``, ``Tensor.copy_``, ``load_state_dict``;
+    a module's forward updates BatchNorm statistics), so we assume it does; operators like ``+`` never do."""
     if func is _call_method:
         return not name.startswith("__") or name in WRITING_DUNDERS
     return name.endswith("_") and not name.endswith("__")
@@ -657,10 +638,9 @@ def share_tensor(
 ) -> SharedTensor:
     """Split a tensor (yours, or the one ``value`` points to) into additive shares, one per holder.
 
-    Through a pointer, the data's own worker encodes it in fixed point (a command, run there) and
-    deals the shares itself: the value never leaves it in the clear. ``max_abs`` is the public
-    bound on every |value|; ``crypto_provider`` deals the Beaver triples that ``*`` and ``@`` need.
-    """
+    Through a pointer, the data's own worker encodes it in fixed point (a command, run there) and deals the
+    shares itself: the value never leaves it in the clear. ``max_abs`` is the public bound on every |value|;
+    ``crypto_provider`` deals the Beaver triples that ``*`` and ``@`` need."""
     if len(holders) < 2 or len({id(w) for w in holders}) < len(holders):
         raise ValueError(f"Secret sharing needs two or more different workers as holders, got {len(holders)}.")
     if not all(isinstance(w, VirtualWorker) for w in (*holders, crypto_provider or me)):
@@ -690,12 +670,11 @@ class SharedTensor:
     """A tensor held as additive shares over the ring Z_2^64, one share per holder (PySyft's
     ``x.fix_precision().share(bob, alice, crypto_provider=...)``); made by ``share_tensor``.
 
-    Each holder keeps a uniformly random int64 tensor; only the sum of all of them decodes to the
-    value. ``+``, ``-`` and products with public values are local to each holder; ``*`` and ``@``
-    of two shared tensors use a Beaver triple (a, b, a*b) that ``crypto_provider`` deals in shares.
-    Products are not truncated: their fixed-point scales add up (``frac_bits``), and the public
-    bound ``bound`` on |value| is checked before any result could wrap around the ring.
-    """
+    Each holder keeps a uniformly random int64 tensor; only the sum of all of them decodes to the value.
+    ``+``, ``-`` and products with public values are local to each holder; ``*`` and ``@`` of two shared
+    tensors use a Beaver triple (a, b, a*b) that ``crypto_provider`` deals in shares. Products are not
+    truncated: their fixed-point scales add up (``frac_bits``), and the public bound ``bound`` on |value|
+    is checked before any result could wrap around the ring."""
 
     def __init__(self, shares, crypto_provider, frac_bits, bound, dtype, owners) -> None:
         self.shares: list[Pointer] = shares
@@ -747,9 +726,8 @@ class SharedTensor:
         for i, ptr in enumerate(self.shares):
             _post("command", me, ptr.location, payload if i == 0 else 0, name)
             shares.append(ptr.location._add(fn(i, ptr._check().value), me, private=bool(owners)))
-        return SharedTensor(
-            shares, self.crypto_provider or other and other.crypto_provider, frac_bits, bound, dtype, owners
-        )
+        provider = self.crypto_provider or other and other.crypto_provider
+        return SharedTensor(shares, provider, frac_bits, bound, dtype, owners)
 
     def _other_shares(self, other: SharedTensor) -> list[torch.Tensor]:
         if [id(w) for w in other.holders] != [id(w) for w in self.holders]:
@@ -762,20 +740,12 @@ class SharedTensor:
         if isinstance(other, SharedTensor):
             theirs, frac = self._other_shares(other), max(self.frac_bits, other.frac_bits)
             lift_a, lift_b = 2 ** (frac - self.frac_bits), 2 ** (frac - other.frac_bits)  # same scale first
-            return self._each(
-                "add", lambda i, s: s * lift_a + theirs[i] * lift_b, frac, self.bound + other.bound, other
-            )
+            bound = self.bound + other.bound
+            return self._each("add", lambda i, s: s * lift_a + theirs[i] * lift_b, frac, bound, other)
         public = torch.as_tensor(other)
         encoded = privacy.encode(public, self.frac_bits)  # a public value: one holder adds it to its share
-        bound = self.bound + public.abs().max().item()
-        return self._each(
-            "add",
-            lambda i, s: s + encoded if i == 0 else s.clone(),
-            self.frac_bits,
-            bound,
-            None,
-            payload_bytes(encoded),
-        )
+        bound, nbytes = self.bound + public.abs().max().item(), payload_bytes(encoded)
+        return self._each("add", lambda i, s: s + encoded if i == 0 else s.clone(), self.frac_bits, bound, None, nbytes)
 
     __radd__ = __add__
 
@@ -811,8 +781,7 @@ class SharedTensor:
         """x op y from shares of x and y, with a triple (a, b, c = a op b) dealt by the crypto provider.
 
         The holders open eps = x - a and delta = y - b (uniformly random: they reveal nothing); then
-        c + eps op b + a op delta + eps op delta = x op y, and each term is local to a holder.
-        """
+        c + eps op b + a op delta + eps op delta = x op y, and each term is local to a holder."""
         provider = self.crypto_provider or other.crypto_provider
         if provider is None or any(provider is w for w in self.holders):
             raise ValueError(
@@ -825,14 +794,11 @@ class SharedTensor:
         for i, worker in enumerate(self.holders):
             nbytes = payload_bytes([a_sh[i], b_sh[i], c_sh[i]])
             _post("share", provider, worker, nbytes, f"Beaver triple for {name}, share {i + 1}/{n}")
-        eps_parts, delta_parts = (
-            [x - s for x, s in zip(xs, a_sh, strict=True)],
-            [y - s for y, s in zip(ys, b_sh, strict=True)],
-        )
+        eps_parts = [x - s for x, s in zip(xs, a_sh, strict=True)]
+        delta_parts = [y - s for y, s in zip(ys, b_sh, strict=True)]
         for i, sender in enumerate(self.holders):  # opening: each holder sends its masked parts to every other
-            for receiver in self.holders:
-                if receiver is not sender:
-                    _post("share", sender, receiver, payload_bytes([eps_parts[i], delta_parts[i]]), "open x - a, y - b")
+            for receiver in (w for w in self.holders if w is not sender):
+                _post("share", sender, receiver, payload_bytes([eps_parts[i], delta_parts[i]]), "open x - a, y - b")
         eps, delta = sum(eps_parts), sum(delta_parts)
 
         def local(i: int, _share: torch.Tensor) -> torch.Tensor:
@@ -848,9 +814,8 @@ class SharedTensor:
 def average_models(models: list[Pointer], weights: list[float] | None = None) -> Pointer:
     """Average the parameters of models held by one worker, there; returns a pointer to the average.
 
-    ``weights`` (e.g. each worker's sample count) make a weighted average, FedAvg's rule; without
-    them every model counts the same. The models themselves are left as they were.
-    """
+    ``weights`` (e.g. each worker's sample count) make a weighted average, FedAvg's rule; without them every
+    model counts the same. The models themselves are left as they were."""
     if not models:
         raise ValueError("average_models needs at least one model pointer.")
     weights = [1.0] * len(models) if weights is None else [float(w) for w in weights]
@@ -906,10 +871,8 @@ def sandbox(
     seed: int = 0,
 ) -> Grid:
     """Hospitals holding disjoint random shares of MNIST-mini's training set, tagged and described.
-
     ``digits`` optionally limits each hospital to some classes, e.g. ``(None, None, (0, 1, 2))``:
-    a small clinic whose patients wrote only 0s, 1s and 2s.
-    """
+    a small clinic whose patients wrote only 0s, 1s and 2s."""
     from fedtutor.data import load_tensors
 
     x, y = load_tensors()  # (5000, 1, 28, 28), (5000,)
