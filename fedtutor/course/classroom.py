@@ -360,18 +360,9 @@ class Classroom:
 
     def submit(self) -> None:
         """``flwr run``: the SuperLink starts the course's ServerApp, which begins round 1."""
-        from fedtutor.flower import DeploymentError
+        from fedtutor.course.launcher import submit_app
 
-        submit = subprocess.run(
-            ["flwr", "run", str(self.folder / "app"), "fedtutor"],
-            env=self.deployment.env,
-            cwd=self.folder,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if submit.returncode != 0:
-            raise DeploymentError(f"`flwr run` could not submit the app:\n{submit.stdout}{submit.stderr}")
+        submit_app(["flwr", "run", str(self.folder / "app"), "fedtutor"], self.deployment.env, self.folder)
 
     def rounds(self, timeout: float) -> Iterable[dict]:
         """The ServerApp's round records, each with the gateway's view added (connected, refused)."""

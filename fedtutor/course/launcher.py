@@ -147,6 +147,13 @@ for p in alive:
 """
 
 
+def submit_app(command: list[str], env: dict[str, str], cwd: Path) -> None:
+    """``flwr run``: hand the app to the SuperLink, or say why it could not."""
+    submit = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    if submit.returncode != 0:
+        raise DeploymentError(f"`flwr run` could not submit the app:\n{submit.stdout}{submit.stderr}")
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGHUP reached ``run_deployment``: it stops every process, like on Ctrl-C."""
 
@@ -264,16 +271,7 @@ class Deployment:
         for i in range(c.clients):
             self.supernodes.append(self._spawn(f"client-{i}", commands[f"client-{i}"]))
         self._wait_for_port(c.host, c.port, timeout=60.0)
-        submit = subprocess.run(
-            commands["run"],
-            env=self.env,
-            cwd=self.workdir,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if submit.returncode != 0:
-            raise DeploymentError(f"`flwr run` could not submit the app:\n{submit.stdout}{submit.stderr}")
+        submit_app(commands["run"], self.env, self.workdir)
 
     def _wait_for_port(self, host: str, port: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
