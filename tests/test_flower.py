@@ -430,3 +430,36 @@ def test_the_death_of_the_starting_process_stops_every_process(tmp_path):
         assert wait_until(lambda: not marked(mark), 15), marked(mark)
     finally:
         kill_marked(mark)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_signals_after_the_first_cannot_cut_the_clean_up_short(tmp_path):
+    """`timeout` and a terminal pass a Ctrl-C on to the whole group, so a command often gets it two or
+    three times in a row: the first must start the clean-up and the others must not interrupt it."""
+    done = tmp_path / "cleaned-up"
+    code = textwrap.dedent(f"""
+        import signal, sys, time
+        from fedtutor.course.launcher import raise_on_signals, restore_handlers
+        previous = raise_on_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
+        try:
+            print("ready", flush=True)
+            time.sleep(60)
+        except KeyboardInterrupt:
+            try:
+                time.sleep(1.5)  # the clean-up: the other signals arrive meanwhile
+                open({str(done)!r}, "w").write("ok")
+            finally:
+                restore_handlers(previous)
+            sys.exit(130)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            proc.send_signal(signum)
+            time.sleep(0.1)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        proc.kill()
+    assert done.read_text() == "ok"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # this process's handlers are untouched

@@ -539,9 +539,11 @@ class Student:
         with socket.create_server(("127.0.0.1", 0)) as probe:  # a port the OS says is free right now
             local_port = probe.getsockname()[1]
         command = self.command(local_port)
+        from fedtutor.course.launcher import child_options
+
         with open(self.log, "wb") as log:
-            kwargs = {"start_new_session": True} if os.name == "posix" else {}
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, **kwargs)
+            options = child_options()  # its own session; on Linux it dies with this process
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, **options)
 
     def status(self) -> str:
         """``running``, ``connected`` (the SuperLink accepted the key), or why it stopped."""
@@ -579,7 +581,7 @@ class Student:
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=10)
+        _, alive = psutil.wait_procs(procs, timeout=5)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
@@ -687,6 +689,8 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def join(args: argparse.Namespace) -> int:
+    from fedtutor.course.launcher import raise_on_signals, restore_handlers
+
     try:
         number, key, fp, ca, address = student_from(Path(args.join_file) if args.join_file else None, args.code)
         host, port = split_address(args.address or address or "", args.port)
@@ -697,8 +701,11 @@ def join(args: argparse.Namespace) -> int:
         print(f"ok: {host}:{port} reachable, certificate valid, clock within {skew:.1f} s, versions match")
         folder = Path(args.dir or tempfile.mkdtemp(prefix="fedtutor-student-"))
         student = Student(host, port, number, int(info["students"]), key, info["ca_cert"], folder)
-        student.start()
+        # The first Ctrl-C, SIGTERM or SIGHUP leaves the loop below; later ones (a terminal, or
+        # `timeout`, passes them on again) are ignored so that they cannot cut the clean-up short.
+        previous = raise_on_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
         try:
+            student.start()
             status = student.wait_connected(timeout=120)
             if not status.startswith("connected"):
                 raise ClassroomError(status)
@@ -707,14 +714,12 @@ def join(args: argparse.Namespace) -> int:
                 time.sleep(1)
             raise ClassroomError(status)
         finally:
-            # A second Ctrl-C (a terminal, or `timeout`, passes it on again) must not cut the clean-up short.
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
                 student.stop()
             finally:
-                signal.signal(signal.SIGINT, previous)
-            if not args.dir:
-                shutil.rmtree(folder, ignore_errors=True)
+                restore_handlers(previous)
+                if not args.dir:
+                    shutil.rmtree(folder, ignore_errors=True)
     except ClassroomError as err:
         print(f"fedtutor classroom join: {err}", file=sys.stderr)
         return 1

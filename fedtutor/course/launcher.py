@@ -180,6 +180,15 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def child_options() -> dict:
+    """``subprocess.Popen`` options for a Flower process we stop ourselves: a new session, so Ctrl-C
+    in the terminal reaches only us and we stop the children in order; on Linux, a SIGTERM when we die."""
+    options = {"start_new_session": True} if os.name == "posix" else {}
+    if sys.platform.startswith("linux"):
+        options["preexec_fn"] = _die_with_parent
+    return options
+
+
 class Deployment:
     """One SuperLink, ``config.clients`` SuperNodes and a submitted run, as child processes.
 
@@ -250,11 +259,9 @@ class Deployment:
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - closed when the process ends
-        # A new session: Ctrl-C in the terminal reaches only us, and we stop the children in order.
-        kwargs = {"start_new_session": True} if os.name == "posix" else {}
-        if sys.platform.startswith("linux"):
-            kwargs["preexec_fn"] = _die_with_parent
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir, **kwargs)
+        process = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir, **child_options()
+        )
         log.close()
         return process
 
@@ -412,7 +419,7 @@ def run_deployment(
         raise ValueError(f"workdir {str(workdir)!r} cannot be created ({err}). Fix: name a writable folder.") from None
     history = RoundHistory(label=f"Flower, {config.clients} client processes", config=asdict(config))
     started = time.monotonic()
-    previous = _raise_on_termination()
+    previous = raise_on_signals()
     try:
         with Deployment(config, folder, echo, Path(data_folder) if data_folder else None) as deployment:
             echo(
@@ -434,24 +441,31 @@ def run_deployment(
         echo(f"done in {history.config['wall_s']:.1f} s; all Flower processes stopped")
         return history
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        restore_handlers(previous)
         if not keep:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _raise_on_termination() -> dict:
-    """SIGTERM (``kill``, a container stop) and SIGHUP (a closed terminal) raise ``Interrupted`` in the
-    main thread, so the ``with Deployment`` block stops every process. Returns the handlers replaced."""
+def raise_on_signals(signums: tuple[int, ...] = (signal.SIGTERM, signal.SIGHUP)) -> dict:
+    """The first of these signals (SIGTERM: ``kill``, a container stop; SIGHUP: a closed terminal)
+    raises ``Interrupted`` in the main thread, so ``with`` blocks stop every process they started.
+    Later ones are ignored: a second Ctrl-C, or ``timeout`` passing the signal on to the whole
+    group, must not cut that clean-up short. Returns the handlers replaced, for ``restore_handlers``."""
     if threading.current_thread() is not threading.main_thread() or os.name != "posix":
         return {}  # only the main thread may set handlers; the watchdog still covers the end of the process
+    raised = []
 
     def interrupt(signum, frame):
-        for other in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(other, signal.SIG_IGN)  # a second signal must not cut the clean-up short
-        raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+        if not raised:  # a flag, not SIG_IGN: a signal already pending would still raise a second time
+            raised.append(signum)
+            raise Interrupted(f"stopped by {signal.Signals(signum).name}")
 
-    return {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    return {signum: signal.signal(signum, interrupt) for signum in signums}
+
+
+def restore_handlers(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def flwr_version() -> str:
