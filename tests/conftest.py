@@ -5,10 +5,10 @@ rule for optional system resources."""
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 
 import pytest
+from system import require
 
 from fedtutor import data
 
@@ -37,12 +37,7 @@ def require_system():
     the checkout) is missing: a skip with that one-line reason, or a failure when
     FEDTUTOR_REQUIRE_SYSTEM=1 (CI sets it, so there the resource must be present)."""
 
-    def missing(reason: str) -> None:
-        if os.environ.get("FEDTUTOR_REQUIRE_SYSTEM") == "1":
-            pytest.fail(f"{reason}; FEDTUTOR_REQUIRE_SYSTEM=1 says it must be here")
-        pytest.skip(reason)
-
-    return missing
+    return lambda reason: require(False, reason)
 
 
 def load_script(path: Path):

@@ -9,8 +9,8 @@ slider redraws its figure (so the widget talks to the kernel). Screenshots go to
 (a CI artifact).
 
 Needs the Debian ``chromium`` package and the ``playwright`` Python package (never a
-``playwright install`` browser download). Without them the test is skipped, unless
-``FEDTUTOR_REQUIRE_BROWSER=1`` (set in CI), which turns a missing browser into a failure.
+``playwright install`` browser download). Without them the test is skipped with the reason, unless
+``FEDTUTOR_REQUIRE_SYSTEM=1`` (set in CI; tests/system.py), which turns a missing browser into a failure.
 ``FEDTUTOR_BROWSER_NOTEBOOK`` points it at another notebook that has an ``interact`` slider.
 """
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
+from system import require
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = Path(os.environ.get("FEDTUTOR_BROWSER_NOTEBOOK", REPO / "notebooks" / "07-non-iid-data.ipynb"))
@@ -62,7 +63,7 @@ ALL_CELLS_RAN = f"""() => {{
 
 
 def browser_or_skip():
-    """Playwright's sync API module, or a skip (a failure under FEDTUTOR_REQUIRE_BROWSER=1)."""
+    """Playwright's sync API module, or a skip (a failure under FEDTUTOR_REQUIRE_SYSTEM=1)."""
     missing = []
     try:
         from playwright import sync_api
@@ -70,11 +71,7 @@ def browser_or_skip():
         missing.append("the playwright package (pip install playwright)")
     if not CHROMIUM.is_file():
         missing.append(f"Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    if missing:
-        message = "browser test needs " + " and ".join(missing)
-        if os.environ.get("FEDTUTOR_REQUIRE_BROWSER") == "1":
-            pytest.fail(message + "; FEDTUTOR_REQUIRE_BROWSER=1 says it must run here")
-        pytest.skip(message)
+    require(not missing, "browser test needs " + " and ".join(missing))
     return sync_api
 
 
