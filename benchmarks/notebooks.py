@@ -2,8 +2,10 @@
 
 Each notebook runs in a fresh process (nbclient, kernel python3). Two peaks are reported: the
 kernel's own resident memory (getrusage(RUSAGE_CHILDREN) once it has exited), and the whole
-process tree's, runner and kernel plus anything the notebook starts (notebook 09 starts Flower's
+process tree's, runner and kernel plus anything the notebook starts (notebook 11 starts Flower's
 server and client processes), summed as PSS and sampled every 0.2 s (``process_tree.py``).
+The kernel's CPU seconds (user + system) are printed too: on a machine shared with other jobs
+they say more than the wall time, which then grows with the load.
 The 2 GB target applies to the tree: a learner's machine pays for all of it. The baseline,
 measured in the same run, is an almost empty notebook (kernel start-up plus `import fedtutor`),
 so the ratio says how much of the time is the lesson itself on this machine, whatever its speed.
@@ -15,6 +17,7 @@ course under 300 s.
 internet takes, with the full MNIST's sizes, against the same targets.
 
 Usage:  python benchmarks/notebooks.py [--mode quick|full|both] [--standin [FOLDER]] [NOTEBOOK ...]
+(no NOTEBOOK: all of them). The results end with a markdown table to paste into docs/benchmarks.md.
 Linux and macOS (uses the `resource` module).
 """
 
@@ -51,9 +54,14 @@ nb = nbformat.read(sys.argv[1], as_version=4)
 start = time.perf_counter()
 NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
 seconds = time.perf_counter() - start
-peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the kernel, reaped by now
-print(json.dumps({"seconds": seconds, "peak_mb": peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 2**20}))
+kernel = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernel, reaped by now
+peak_mb = kernel.ru_maxrss / 1024 if sys.platform != "darwin" else kernel.ru_maxrss / 2**20
+print(json.dumps({"seconds": seconds, "peak_mb": peak_mb, "cpu_s": kernel.ru_utime + kernel.ru_stime}))
 """
+
+
+class NotebookError(RuntimeError):
+    """A notebook raised (its kernel's last output is in the message)."""
 
 
 def run_notebook(path: Path, quick: bool, data_folder: Path | None = None) -> dict[str, float]:
@@ -62,7 +70,7 @@ def run_notebook(path: Path, quick: bool, data_folder: Path | None = None) -> di
         env["FEDTUTOR_DATA"] = str(data_folder)
     run = run_measured([sys.executable, "-c", RUNNER, str(path), str(path.parent)], timeout=1800, env=env)
     if run.returncode != 0:
-        raise SystemExit(f"{path.name} failed in {'quick' if quick else 'full'} mode:\n{run.stderr[-3000:]}")
+        raise NotebookError(f"{path.name} failed in {'quick' if quick else 'full'} mode:\n{run.stderr[-3000:]}")
     return {**json.loads(run.stdout.strip().splitlines()[-1]), "tree_mb": run.peak_mb}
 
 
@@ -84,6 +92,43 @@ def standin_folder(given: str | bool) -> Path:
     return folder
 
 
+def markdown_table(
+    results: dict[tuple[str, str], dict[str, float] | None], base: dict[str, float], standin: bool
+) -> str:
+    """The rows as docs/benchmarks.md has them, to paste there: one row per notebook, quick and full side by side."""
+    modes = sorted({mode for _, mode in results}, key=["quick", "full"].index)
+    heads = {"quick": "quick", "full": "full on the stand-in" if standin else "full"}
+    head = ["notebook"] + [h for m in modes for h in (f"{heads[m]} s", f"{heads[m]} kernel / tree MB")]
+    head += [f"{heads['full']} × baseline"] if "full" in modes else []
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for name in dict.fromkeys(name for name, _ in results):
+        row = [name.removesuffix(".ipynb")]
+        for mode in modes:
+            r = results[name, mode]
+            if r is None:
+                row += ["FAILED", ""]
+                continue
+            over = mode == "full" and (r["seconds"] > FULL_BUDGET_S or r["tree_mb"] > FULL_BUDGET_GB * 1000)
+            row += [
+                f"**{r['seconds']:.1f}**" if over else f"{r['seconds']:.1f}",
+                f"{r['peak_mb']:.0f} / {r['tree_mb']:.0f}",
+            ]
+        if "full" in modes:
+            full = results[name, "full"]
+            row.append(f"{full['seconds'] / base['seconds']:.1f}" if full else "")
+        lines.append("| " + " | ".join(row) + " |")
+    if "quick" in modes:
+        total = sum(r["seconds"] for (_, mode), r in results.items() if mode == "quick" and r)
+        lines.append(
+            f"| **quick suite** | **{total:.1f}** (target {QUICK_SUITE_BUDGET_S:.0f}) |" + " |" * (len(head) - 2)
+        )
+    lines.append(
+        f"\nBaseline (kernel start + `import fedtutor`): {base['seconds']:.1f} s, kernel {base['peak_mb']:.0f} MB, "
+        f"tree {base['tree_mb']:.0f} MB. Bold: over {FULL_BUDGET_S:.0f} s or {FULL_BUDGET_GB:.0f} GB."
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=["quick", "full", "both"], default="both")
@@ -94,9 +139,16 @@ def main() -> None:
         metavar="FOLDER",
         help="full mode on the 60,000-image MNIST stand-in (written to FOLDER, or a temporary folder, if absent)",
     )
-    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument(
+        "notebooks",
+        nargs="*",
+        type=Path,
+        help="notebooks to run (default: all); e.g. notebooks/02-mnist-classifier.ipynb",
+    )
     args = parser.parse_args()
     notebooks = args.notebooks or sorted((ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+    if missing := [str(p) for p in notebooks if not p.is_file()]:
+        parser.error(f"no such notebook: {', '.join(missing)}")
     modes = ["quick", "full"] if args.mode == "both" else [args.mode]
     data_folder = None
     if args.standin:
@@ -107,11 +159,20 @@ def main() -> None:
         f"baseline (kernel start + import fedtutor): {base['seconds']:.1f} s, kernel {base['peak_mb']:.0f} MB, "
         f"tree {base['tree_mb']:.0f} MB peak\n"
     )
-    print(f"{'notebook':<34} {'mode':<6} {'wall s':>8} {'x base':>7} {'kernel MB':>10} {'tree MB':>8}  verdict")
+    print(
+        f"{'notebook':<34} {'mode':<6} {'wall s':>8} {'x base':>7} {'kernel MB':>10} {'tree MB':>8} "
+        f"{'kernel CPU s':>12}  verdict"
+    )
+    results: dict[tuple[str, str], dict[str, float] | None] = {}  # None: the notebook failed
     for mode in modes:
         total = 0.0
         for path in notebooks:
-            r = run_notebook(path, quick=mode == "quick", data_folder=data_folder)
+            try:
+                r = results[path.name, mode] = run_notebook(path, quick=mode == "quick", data_folder=data_folder)
+            except (NotebookError, TimeoutError) as err:  # one broken notebook must not cost the others' figures
+                print(f"{path.name:<34} {mode:<6} FAILED\n{err}", flush=True)
+                results[path.name, mode] = None
+                continue
             total += r["seconds"]
             verdict = ""
             if mode == "full":
@@ -120,13 +181,17 @@ def main() -> None:
             ratio = r["seconds"] / base["seconds"]
             print(
                 f"{path.name:<34} {mode:<6} {r['seconds']:>8.1f} {ratio:>7.1f} {r['peak_mb']:>10.0f} "
-                f"{r['tree_mb']:>8.0f}  {verdict}",
+                f"{r['tree_mb']:>8.0f} {r['cpu_s']:>12.1f}  {verdict}",
                 flush=True,
             )
         if mode == "quick":
             verdict = "ok" if total <= QUICK_SUITE_BUDGET_S else f"OVER {QUICK_SUITE_BUDGET_S:.0f} s"
             row = f"{'quick suite total':<34} {'quick':<6} {total:>8.1f} {total / base['seconds']:>7.1f} {'':>19}"
             print(f"{row}  {verdict}")
+    print("\nFor docs/benchmarks.md:\n")
+    print(markdown_table(results, base, standin=bool(args.standin)))
+    if failed := [f"{name} ({mode})" for (name, mode), r in results.items() if r is None]:
+        raise SystemExit(f"\nfailed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def normalized_subset(
 
 def torchvision_dataset(train: bool = True, transform=None):
     """The same data as a ``torchvision.datasets.MNIST`` object."""
-    from torchvision import datasets  # imported only when asked for: see ``_download``
+    from torchvision import datasets  # imported only when asked for: torchvision is slow to import
 
     return datasets.MNIST(str(mnist_source().root), train=train, transform=transform)
 

@@ -2,11 +2,9 @@
 
 - ``Client``: one data holder, an id and its own tensors ``x`` (n, 1, 28, 28) / ``y`` (n,);
   ``make_clients(x, y, parts)`` builds them from a partition (``data.iid/shards/dirichlet``).
-- ``FedAvg``: the *configuration* of a round: client fraction ``fraction`` (the paper's C),
-  local ``epochs`` (E), local ``batch_size`` (B; ``None`` = one full batch), client ``lr``,
-  FedProx's ``mu``, ``server_lr``, ``server_momentum`` and ``dropout`` (the probability that a
-  selected client never returns). ``FedSGD`` is FedAvg with E=1, B=None: averaged, one gradient
-  step on the union of the clients' data. ``FedProx(mu=...)`` adds ``mu/2 * ||w - w_global||^2``
+- ``FedAvg``: the *configuration* of a round (its fields: the paper's C, E and B, the client lr,
+  server learning rate and momentum, client dropout). ``FedSGD`` is FedAvg with E=1, B=None: one
+  gradient step on the union of the clients' data. ``FedProx(mu=...)`` adds ``mu/2 * ||w - w_global||^2``
   to each client's loss.
 - ``train_client``: one client's local training, in plain PyTorch (``copy.deepcopy``,
   ``torch.optim.SGD``, a loop). The engine passes it the faster equivalents of
@@ -241,20 +239,6 @@ def _proximal_loss(model: nn.Module, anchor: nn.Module, mu: float) -> training.L
 # ----------------------------------------------------------------------------- server
 
 
-@dataclass
-class RoundResult:
-    round: int
-    selected: list[int]
-    returned: list[int]
-    train_loss: float
-    bytes_up: int
-    bytes_down: int
-
-    @property
-    def skipped(self) -> bool:
-        return not self.returned
-
-
 class Server:
     """The coordinator: keeps the global model, samples clients, averages their updates."""
 
@@ -266,7 +250,8 @@ class Server:
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ValueError(f"workers must be a positive integer or None (automatic), got {workers!r}.")
         self.model, self.clients, self.strategy, self.seed = model, list(clients), strategy, seed
-        self.workers = workers if workers is not None else default_workers()
+        # None: one client thread per core torch would use (1 = sequential)
+        self.workers = workers or max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
         self.velocity = torch.zeros_like(flat_params(model))  # server momentum buffer
         self.model_bytes = self.velocity.numel() * BYTES_PER_FLOAT
 
@@ -297,24 +282,27 @@ class Server:
         with speedups.intra_op_threads(1), ThreadPoolExecutor(workers) as pool:
             return list(pool.map(work, ids))  # map keeps the order of ids: aggregation order is fixed
 
-    def round(self, t: int) -> RoundResult:
+    def round(self, t: int) -> dict:
+        """Sample, train, aggregate, step; returns the round's record (``run_federated`` adds the test scores)."""
         selected, returned = self.sample(t)
         updates = self.train_clients(t, returned)
-        bytes_down = len(selected) * self.model_bytes  # every selected client downloads the model
-        bytes_up = len(updates) * self.model_bytes  # only the clients that returned upload
+        record = {
+            "round": t,
+            "train_loss": None,
+            "clients": returned,
+            "dropped": [k for k in selected if k not in returned],
+            "bytes_up": len(updates) * self.model_bytes,  # only the clients that returned upload
+            "bytes_down": len(selected) * self.model_bytes,  # every selected client downloads the model
+            "skipped": not updates,
+        }
         if not updates:  # nobody came back: keep the model as it is
-            return RoundResult(t, selected, [], float("nan"), 0, bytes_down)
+            return record
         weights = torch.tensor([u.num_examples for u in updates], dtype=torch.float64)  # (K,)
         average = self.strategy.aggregate([u.delta for u in updates], weights)  # (P,)
         self.velocity = self.strategy.server_momentum * self.velocity + average
         set_flat_params(self.model, flat_params(self.model) + self.strategy.server_lr * self.velocity)
-        train_loss = float(sum(u.train_loss * u.num_examples for u in updates) / weights.sum())
-        return RoundResult(t, selected, returned, train_loss, bytes_up, bytes_down)
-
-
-def default_workers() -> int:
-    """Client threads per round: one per core torch would use (1 = sequential)."""
-    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+        record["train_loss"] = float(sum(u.train_loss * u.num_examples for u in updates) / weights.sum())
+        return record
 
 
 # ----------------------------------------------------------------------------- history
@@ -328,8 +316,7 @@ class RoundHistory(training.History):
 
     def __init__(self, records: list[dict] | None = None, label: str = "", config: dict | None = None) -> None:
         super().__init__(records or [])
-        self.label = label
-        self.config = config or {}
+        self.label, self.config = label, config or {}
 
     def rounds_to(self, target: float) -> int | None:
         """First round whose test accuracy is at least ``target`` (in [0, 1]); None if never reached."""
@@ -343,11 +330,8 @@ class RoundHistory(training.History):
         return sum(r["bytes_up"] + r["bytes_down"] for r in self.records) / 1e6
 
     def cumulative_mb(self) -> list[float]:
-        totals, running = [], 0
-        for r in self.records:
-            running += r["bytes_up"] + r["bytes_down"]
-            totals.append(running / 1e6)
-        return totals
+        """Traffic so far after each round, in MB: the x axis of ``plot(x="mb")``."""
+        return (np.cumsum([r["bytes_up"] + r["bytes_down"] for r in self.records]) / 1e6).tolist()
 
     def plot(self, title: str = "", target: float | None = None, x: str = "round"):
         """Test accuracy against rounds (``x="round"``) or megabytes communicated (``x="mb"``)."""
@@ -355,20 +339,13 @@ class RoundHistory(training.History):
 
         return accuracy_curves([self], title=title or self.label or "Federated training", target=target, x=x)
 
-    def to_dict(self) -> dict:
-        return {"label": self.label, "config": self.config, "rounds": self.records}
-
     def save_json(self, path: str | Path, overwrite: bool = False) -> Path:
         path = Path(path)
         if path.exists() and not overwrite:
             raise FileExistsError(f"{path} already exists; not overwriting it. Fix: choose another name.")
-        path.write_text(json.dumps(_finite(self.to_dict()), indent=1, allow_nan=False))
+        everything = {"label": self.label, "config": self.config, "rounds": self.records}
+        path.write_text(json.dumps(_finite(everything), indent=1, allow_nan=False))
         return path
-
-    @classmethod
-    def load_json(cls, path: str | Path) -> RoundHistory:
-        data = json.loads(Path(path).read_text())
-        return cls(data["rounds"], data.get("label", ""), data.get("config", {}))
 
     def __repr__(self) -> str:
         if not self.records:
@@ -439,23 +416,13 @@ def run_federated(
     desc = label if len(label) <= 40 else "rounds"  # a long description would squeeze the bar
     bar = tqdm(range(1, rounds + 1), desc=desc, unit="round", disable=not progress, leave=True)
     for t in bar:
-        result = server.round(t)
+        record = server.round(t)
         test_loss, test_acc = speedups.evaluate(model, *test)
-        record = {
-            "round": t,
-            "test_acc": test_acc,
-            "test_loss": test_loss,
-            "train_loss": None if result.skipped else result.train_loss,
-            "clients": result.returned,
-            "dropped": [k for k in result.selected if k not in result.returned],
-            "bytes_up": result.bytes_up,
-            "bytes_down": result.bytes_down,
-            "skipped": result.skipped,
-        }
+        record |= {"test_acc": test_acc, "test_loss": test_loss}
         history.records.append(record)
-        if result.skipped:
-            tqdm.write(f"round {t}: none of the {len(result.selected)} selected clients returned; model kept as is")
-        bar.set_postfix(acc=f"{test_acc:.2%}", clients=len(result.returned))
+        if record["skipped"]:
+            tqdm.write(f"round {t}: none of the {len(record['dropped'])} selected clients returned; model kept as is")
+        bar.set_postfix(acc=f"{test_acc:.2%}", clients=len(record["clients"]))
         if plot is not None:
             plot.update()
         if on_round is not None:

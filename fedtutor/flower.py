@@ -12,12 +12,9 @@ The same code as ``fedtutor.federated`` runs on `Flower <https://flower.ai>`_
 - the processes (a ``flower-superlink``, one ``flower-supernode`` per client, ``flwr run``) are
   started and stopped by ``fedtutor.course.launcher``: course machinery, not lesson material.
 
-Apps exchange ``Message`` objects carrying ``ArrayRecord``; since Flower 1.21.0 (September 2025)
-the built-in strategies (``flwr.serverapp.strategy``, the "Message API strategies") work on them.
-
-Fault tolerance: a crashed client is only a reply that never comes. Once a round's first reply
-is in, it waits at most ``straggler_timeout`` seconds for the rest (and ``first_reply_timeout``
-for the first); late clients are dropped, and below ``min_clients`` the server stops, saying so.
+Fault tolerance: a crashed client is only a reply that never comes. Each round goes to the clients
+connected then, waits at most ``first_reply_timeout`` s for the first reply and ``straggler_timeout``
+s more for the rest; below ``min_clients`` replies the server stops, saying so.
 ``import fedtutor.flower`` works without Flower; what needs it raises ``FlowerNotInstalled``.
 """
 
@@ -27,7 +24,6 @@ import importlib.util
 import json
 import math
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -37,26 +33,17 @@ import torch
 
 from fedtutor import data, federated, models, speedups, training
 
-__all__ = [  # `flwr run` checks that client_app and server_app are listed here (it reads the source)
-    "DeploymentConfig",
-    "DeploymentError",
-    "FlowerNotInstalled",
-    "build_client_app",
-    "build_server_app",
-    "client_app",  # noqa: F822 - built on first access by __getattr__
-    "fedavg_rounds",
-    "flower_available",
-    "local_update",
-    "partition_for",
-    "server_app",  # noqa: F822 - built on first access by __getattr__
-]
+# `flwr run` looks for client_app and server_app in the first `__all__ = [...]` (it reads the source);
+# both are built on first access, by __getattr__ at the end of this module.
+__all__ = ["DeploymentConfig", "DeploymentError", "FlowerNotInstalled", "client_app", "server_app"]  # noqa: F822
+__all__ += ["build_client_app", "build_server_app", "fedavg_rounds", "flower_available", "local_update"]
+__all__ += ["partition_for", "progress_writer"]
 INSTALL_HINT = 'pip install "fedtutor[flower]"'
 POLL_S = 0.2  # how often the server checks for replies and the launcher for progress
+CONNECT_S = 60.0  # how long the server waits for all clients to connect before round 1
 PARTITIONERS = ("iid", "shards", "dirichlet")
 DATA_FOLDER_ENV = "FEDTUTOR_FLOWER_DATA"  # the launcher tells its processes where the IDX files are
 RUN_ENV = "FEDTUTOR_FLOWER_RUN"  # set in every process of a run (a token the launcher uses to find them all)
-CLIENT_BYTES = 450 * 2**20  # memory of one client process: Python + torch + a partition of MNIST
-MAX_CLIENTS = 64  # one machine, one class: beyond this a simulation (fedtutor.federated) is the tool
 
 
 class FlowerNotInstalled(ImportError):  # noqa: N818 - names the situation, like ModuleNotFoundError
@@ -131,28 +118,6 @@ class DeploymentConfig:
             raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1 (torch's range), got {self.seed!r}.")
         if not (isinstance(self.port, int) and self.port >= 1024 and self.port + self.clients <= 65535):
             raise ValueError(f"port must be an integer in 1024..{65535 - self.clients}, got {self.port!r}.")
-        if RUN_ENV not in os.environ:  # a process of a run re-reads the config; the launcher checked it once
-            self.check_machine()
-
-    def check_machine(self) -> None:
-        """Can this machine hold the run? Each client is a process (~450 MB); ``host`` must be its own."""
-        limit = min(MAX_CLIENTS, available_memory() // CLIENT_BYTES)
-        if self.clients > limit:
-            raise ValueError(
-                f"clients must be at most {limit} on this machine: each client is a process of about "
-                f"{CLIENT_BYTES / 2**30:.2f} GB, {available_memory() / 2**30:.1f} GB of memory is free, and "
-                f"at most {MAX_CLIENTS} in any case; got {self.clients}. For more clients, simulate them "
-                "in one process with fedtutor.federated."
-            )
-        try:  # binding is the test: the servers will listen there
-            family, kind, _, _, address = socket.getaddrinfo(self.host, 0, type=socket.SOCK_STREAM)[0]
-            with socket.socket(family, kind) as s:
-                s.bind(address)
-        except (OSError, UnicodeError) as err:
-            raise ValueError(
-                f"host {self.host!r} is not an address of this machine ({err}). Fix: 127.0.0.1 for one "
-                "machine, or an address of one of its network interfaces."
-            ) from None
 
     def to_run_config(self) -> dict[str, int | float | str]:
         """Flower's run config uses dashed keys: ``batch_size`` -> ``batch-size``."""
@@ -165,16 +130,6 @@ class DeploymentConfig:
         return cls(**values)
 
 
-def available_memory() -> int:
-    """Bytes of memory free for new processes (psutil when installed, else the OS's free pages)."""
-    try:
-        import psutil
-
-        return psutil.virtual_memory().available
-    except ImportError:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-
-
 # ----------------------------------------------------------------------------- client side (pure torch)
 
 
@@ -182,7 +137,8 @@ def partition_for(config: DeploymentConfig, partition_id: int, num_partitions: i
     """Client ``partition_id``'s share of the training set, the same split in every process."""
     if not 0 <= partition_id < num_partitions:
         raise ValueError(f"partition_id must be in 0..{num_partitions - 1}, got {partition_id}.")
-    x, y = training_set(config)  # (N, 1, 28, 28), (N,)
+    # All clients share out the same training examples: the whole set, or a seeded subset of it.
+    x, y = load_split(train=True, examples=config.train_examples or None, seed=config.seed)  # (N, 1, 28, 28), (N,)
     if config.partition == "iid":
         parts = data.iid(y, num_partitions, seed=config.seed)
     elif config.partition == "shards":
@@ -191,11 +147,6 @@ def partition_for(config: DeploymentConfig, partition_id: int, num_partitions: i
         parts = data.dirichlet(y, num_partitions, alpha=config.alpha, seed=config.seed)
     idx = parts[partition_id]
     return federated.Client(partition_id, x[idx], y[idx])
-
-
-def training_set(config: DeploymentConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training examples all clients share out: the whole set, or a seeded subset of it."""
-    return load_split(train=True, examples=config.train_examples or None, seed=config.seed)
 
 
 def load_split(train: bool, examples: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -254,7 +205,7 @@ def build_client_app(config: DeploymentConfig | None = None):
         content = RecordDict(
             {
                 "arrays": ArrayRecord(new_state),
-                "metrics": MetricRecord({"num-examples": len(client), "train-loss": train_loss}),
+                "metrics": MetricRecord({"num-examples": len(client), "train-loss": train_loss, "lr": cfg.lr}),
                 "client": ConfigRecord({"partition-id": partition_id}),
             }
         )
@@ -276,7 +227,7 @@ def build_server_app(config: DeploymentConfig | None = None, progress_file: str 
         run_config = dict(context.run_config)
         cfg = config or DeploymentConfig.from_run_config(run_config)
         path = progress_file or run_config.get("progress-file") or None
-        report = _progress_writer(Path(path) if path else None)
+        report = progress_writer(path)
         try:
             fedavg_rounds(grid, cfg, report)
         except Exception as err:
@@ -286,21 +237,31 @@ def build_server_app(config: DeploymentConfig | None = None, progress_file: str 
     return app
 
 
-def _progress_writer(path: Path | None) -> Callable[[dict], None]:
+def progress_writer(path: str | Path | None) -> Callable[[dict], None]:
     """Append one JSON line per event; the launcher reads them (the ServerApp is another process)."""
 
     def report(event: dict) -> None:
-        if path is not None:
+        if path:
             with open(path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(event) + "\n")
 
     return report
 
 
-def fedavg_rounds(grid, config: DeploymentConfig, report: Callable[[dict], None] = lambda event: None) -> list[dict]:
-    """The server's loop: for each round, send the global model to every live client, wait for the
+def fedavg_rounds(
+    grid,
+    config: DeploymentConfig,
+    report: Callable[[dict], None] = lambda event: None,
+    round_config: Callable[[int, DeploymentConfig], dict] | None = None,
+) -> list[dict]:
+    """The server's loop: for each round, send the global model (and ``round_config(t, config)``, a dict of
+    settings for round t) to every connected client, wait for the
     replies (until ``straggler_timeout`` s after the first one), average them with Flower's ``FedAvg``, evaluate.
 
+    The grid is asked who is connected every round: a client that joins late takes part from the next
+    round, one that left is not waited for. One that missed a round sits out the next one (a crashed
+    SuperNode stays listed until its heartbeat times out, and waiting for it every round would hold
+    everyone up), then is asked again: a laptop that woke up keeps its node id.
     Returns one record per round (test accuracy and loss, clients used, clients lost).
     """
     from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
@@ -312,19 +273,22 @@ def fedavg_rounds(grid, config: DeploymentConfig, report: Callable[[dict], None]
     arrays = ArrayRecord(model.state_dict())
     model_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     started = time.monotonic()
-    live = _wait_for_clients(grid, config)
+    _wait_for_clients(grid, config)
     names: dict[int, int] = {}  # node id -> partition id, learnt from replies
+    sitting_out: set[int] = set()  # nodes that missed the last round
     records = []
     for t in range(1, config.rounds + 1):
-        content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": t})})
-        messages = [Message(content=content, message_type=MessageType.TRAIN, dst_node_id=n) for n in sorted(live)]
+        asked = sorted(set(grid.get_node_ids()) - sitting_out)
+        sent = {**(round_config(t, config) if round_config else {}), "server-round": t}
+        content = RecordDict({"arrays": arrays, "config": ConfigRecord(sent)})
+        messages = [Message(content=content, message_type=MessageType.TRAIN, dst_node_id=n) for n in asked]
         replies = _send_and_receive(grid, messages, config.first_reply_timeout, config.straggler_timeout)
         ok = [r for r in replies if not r.has_error()]
         # Sorting by client id fixes the order of the floating-point sum: same seed, same numbers.
         ok.sort(key=lambda r: int(r.content["client"]["partition-id"]))
         names.update({r.metadata.src_node_id: int(r.content["client"]["partition-id"]) for r in ok})
-        lost = live - {r.metadata.src_node_id for r in ok}
-        live -= lost
+        lost = set(asked) - {r.metadata.src_node_id for r in ok}
+        sitting_out = lost
         if len(ok) < config.min_clients:
             raise DeploymentError(
                 f"round {t}: only {len(ok)} of {len(messages)} clients replied in time, "
@@ -340,6 +304,8 @@ def fedavg_rounds(grid, config: DeploymentConfig, report: Callable[[dict], None]
             "test_loss": test_loss,
             "train_loss": float(metrics["train-loss"]),
             "clients": [int(r.content["client"]["partition-id"]) for r in ok],
+            "client_lr": [r.content["metrics"].get("lr") for r in ok],  # what each client says it used
+            "round_config": sent,
             "dropped": sorted(names[n] for n in lost if n in names),  # client ids, where known
             "lost": len(lost),
             "bytes_up": len(ok) * model_bytes,
@@ -353,17 +319,16 @@ def fedavg_rounds(grid, config: DeploymentConfig, report: Callable[[dict], None]
     return records
 
 
-def _wait_for_clients(grid, config: DeploymentConfig, timeout: float = 60.0) -> set[int]:
-    """All ``config.clients`` connected, or as many as came within ``timeout`` (at least min_clients)."""
-    deadline = time.monotonic() + timeout
+def _wait_for_clients(grid, config: DeploymentConfig) -> None:
+    """Before round 1: all ``config.clients`` connected, or those that came within ``CONNECT_S`` s."""
+    deadline = time.monotonic() + CONNECT_S
     while len(nodes := set(grid.get_node_ids())) < config.clients and time.monotonic() < deadline:
         time.sleep(POLL_S)
     if len(nodes) < config.min_clients:
         raise DeploymentError(
-            f"only {len(nodes)} of {config.clients} clients connected within {timeout:g} s "
+            f"only {len(nodes)} of {config.clients} clients connected within {CONNECT_S:g} s "
             f"(min_clients={config.min_clients}). Fix: check the client logs."
         )
-    return nodes
 
 
 def _send_and_receive(grid, messages: list, first_timeout: float, straggler_timeout: float) -> list:
@@ -375,11 +340,13 @@ def _send_and_receive(grid, messages: list, first_timeout: float, straggler_time
     """
     pending = set(grid.push_messages(messages))
     replies: list = []
-    deadline = time.monotonic() + first_timeout
+    answered, deadline = False, time.monotonic() + first_timeout
     while pending and time.monotonic() < deadline:
         for reply in grid.pull_messages(pending):
-            if not replies:  # the first reply sets the deadline for the stragglers
-                deadline = min(deadline, time.monotonic() + straggler_timeout)
+            # The first *answer* starts the stragglers' clock; an error (a node that just left) comes
+            # back at once and says nothing about how long training takes.
+            if not answered and not reply.has_error():
+                answered, deadline = True, min(deadline, time.monotonic() + straggler_timeout)
             replies.append(reply)
             pending.discard(reply.metadata.reply_to_message_id)
         if pending:

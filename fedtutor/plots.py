@@ -19,12 +19,7 @@ __all__ += ["draw_workers", "learning_curves", "line", "message_log", "privacy_t
 plt.rcParams.update({"figure.dpi": 100, "font.size": 11, "axes.spines.top": False, "axes.spines.right": False})
 
 
-def image_grid(
-    images: torch.Tensor,
-    titles: Sequence[str] | None = None,
-    columns: int = 10,
-    title: str = "",
-):
+def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, columns: int = 10, title: str = ""):
     """Show normalized images (N, 1, 28, 28) in a grid, each with an optional caption."""
     n = len(images)
     rows = max(1, -(-n // columns))  # ceil division
@@ -159,39 +154,23 @@ def privacy_tradeoff(noise_multipliers: Sequence[float], accuracies: Sequence[fl
 def draw_deployment(config):
     """The processes of a Flower deployment (``fedtutor.flower.DeploymentConfig``) and what travels
     between them; returns the figure."""
-
     n = config.clients
     fig, ax = plt.subplots(figsize=(8, 1.6 + 0.9 * n))
     ax.set_axis_off()
     ax.set(xlim=(0, 10), ylim=(-0.6, n + 0.2))
-
-    def box(x: float, y: float, text: str, color: str) -> None:
-        ax.text(x, y, text, ha="center", va="center", fontsize=9, bbox={"boxstyle": "round", "fc": color, "ec": "gray"})
-
+    box = {"boxstyle": "round", "ec": "gray"}
     server_y = (n - 1) / 2
-    box(
-        2.0,
-        server_y,
-        f"flower-superlink\n{config.host}:{config.port}\nServerApp: FedAvg +\ntest-set evaluation",
-        "#dbe9f6",
-    )
+    server = f"flower-superlink\n{config.host}:{config.port}\nServerApp: FedAvg +\ntest-set evaluation"
+    ax.text(2.0, server_y, server, ha="center", va="center", fontsize=9, bbox={**box, "fc": "#dbe9f6"})
     for i in range(n):
         y = n - 1 - i
-        box(8.0, y, f"flower-supernode {i}\nClientApp: local_update\npartition {i} of {n} (stays here)", "#fde2c8")
-        ax.annotate(
-            "", xy=(6.4, y + 0.12), xytext=(3.6, server_y + 0.12), arrowprops={"arrowstyle": "->", "color": "C0"}
-        )
-        ax.annotate(
-            "", xy=(3.6, server_y - 0.12), xytext=(6.4, y - 0.12), arrowprops={"arrowstyle": "->", "color": "C1"}
-        )
-    ax.text(
-        5.0,
-        -0.45,
-        "blue: global weights (ArrayRecord) down  ·  orange: new weights + num-examples up",
-        ha="center",
-        fontsize=8,
-        color="dimgray",
-    )
+        client = f"flower-supernode {i}\nClientApp: local_update\npartition {i} of {n} (stays here)"
+        ax.text(8.0, y, client, ha="center", va="center", fontsize=9, bbox={**box, "fc": "#fde2c8"})
+        down, up = {"arrowstyle": "->", "color": "C0"}, {"arrowstyle": "->", "color": "C1"}
+        ax.annotate("", xy=(6.4, y + 0.12), xytext=(3.6, server_y + 0.12), arrowprops=down)
+        ax.annotate("", xy=(3.6, server_y - 0.12), xytext=(6.4, y - 0.12), arrowprops=up)
+    legend = "blue: global weights (ArrayRecord) down  ·  orange: new weights + num-examples up"
+    ax.text(5.0, -0.45, legend, ha="center", fontsize=8, color="dimgray")
     ax.set_title(f"One machine, {n + 1} Flower processes (plus the helpers Flower starts for each app)")
     fig.tight_layout()
     return fig

@@ -29,7 +29,7 @@ from torch import nn
 from fedtutor.data import denormalize
 from fedtutor.speedups import intra_op_threads
 
-__all__ = ["DPAggregator", "SecureAggregator", "add_shares", "clip_update", "decode", "dp_epsilon", "dp_mean", "encode"]
+__all__ = ["DPAggregator", "SecureAggregator", "clip_update", "decode", "dp_epsilon", "dp_mean", "encode"]
 __all__ += ["example_gradients", "image_mse", "infer_label", "invert_gradients", "mask_update", "reconstruct"]
 __all__ += ["share", "ssim"]
 
@@ -196,39 +196,15 @@ def share(secret: torch.Tensor, parties: int = 2, generator: torch.Generator | N
     return [*randoms, secret - sum(randoms)]  # int64 arithmetic wraps: this is mod 2^64
 
 
-def _check_shares(shares: list[torch.Tensor]) -> None:
+def reconstruct(shares: list[torch.Tensor]) -> torch.Tensor:
+    """Add all shares (mod 2^64) to get the secret back."""
     if not isinstance(shares, (list, tuple)) or not shares:
         raise ValueError(f"Expected a non-empty list of shares (one int64 tensor per party), got {shares!r}.")
     if any(not isinstance(s, torch.Tensor) or s.dtype != torch.int64 for s in shares):
         raise TypeError("Shares are ring elements (torch.int64 tensors), as share() returns them.")
     if len({s.shape for s in shares}) > 1:
         raise ValueError(f"All shares of one secret have its shape; got {[tuple(s.shape) for s in shares]}.")
-
-
-def reconstruct(shares: list[torch.Tensor]) -> torch.Tensor:
-    """Add all shares (mod 2^64) to get the secret back."""
-    _check_shares(shares)
     return torch.stack(list(shares)).sum(dim=0)
-
-
-def add_shares(
-    a: list[torch.Tensor], b: list[torch.Tensor], max_abs: float | None = None, frac_bits: int = FRAC_BITS
-) -> list[torch.Tensor]:
-    """Each party adds its two shares locally: the results are shares of a + b, no talking needed.
-    Nobody can see whether the sum leaves the fixed-point range (the shares look random), so the
-    check uses the public bound ``max_abs`` on |a| and |b|, before anything can wrap."""
-    _check_shares(a), _check_shares(b)
-    if len(a) != len(b) or a[0].shape != b[0].shape:
-        raise ValueError(
-            f"Both secrets must be shared among the same parties and have one shape, got {len(a)} shares of "
-            f"{tuple(a[0].shape)} and {len(b)} of {tuple(b[0].shape)}."
-        )
-    if max_abs is not None and 2 * max_abs >= fixed_point_limit(frac_bits):
-        raise OverflowError(
-            f"a + b could reach ±{2 * max_abs:g}, beyond the fixed-point range ±{fixed_point_limit(frac_bits):g}: "
-            "the sum would wrap around. Fix: clip or rescale the values, or use fewer fractional bits."
-        )
-    return [sa + sb for sa, sb in zip(a, b, strict=True)]
 
 
 def ring_to_unit(v: torch.Tensor) -> torch.Tensor:

@@ -1,14 +1,10 @@
 """Interactive pieces for the notebooks: a live accuracy plot and an alpha slider.
 
-``LivePlot`` redraws a federated run's accuracy curve after each round, in place, through an
-IPython display handle: in JupyterLab the curve grows while the rounds run (good on a
-projector). A notebook executed headless (nbconvert, nbval) keeps the last update, so the saved
-output is simply the final static figure; outside Jupyter nothing is drawn until you call
-``history.plot()``. Redraws are at most one per ``min_interval`` seconds (plus the final one),
-so a long run is not slowed by rendering; only the display depends on the clock, never a number.
-
-``alpha_explorer`` is an ipywidgets slider over Dirichlet's alpha that redraws the per-client
-label distribution, to build intuition for how alpha controls label skew.
+``LivePlot`` redraws a federated run's accuracy curve in place after each round: in JupyterLab
+the curve grows while the rounds run; a notebook executed headless (nbconvert, nbval) keeps the
+final figure. At most one redraw per ``min_interval`` seconds (plus the final one), so rendering
+does not slow a long run; only the display depends on the clock, never a number.
+``alpha_explorer`` is a slider over Dirichlet's alpha that redraws the per-client label counts.
 """
 
 from __future__ import annotations

@@ -252,10 +252,6 @@ class VirtualWorker:
         _post("search", me, self, 0, " ".join(terms))
         return [Pointer(self, i, me, collect=False) for i, e in self.store.items() if e.matches(terms)]
 
-    def clear(self) -> None:
-        """Forget every object (pointers to them will say so when used)."""
-        self.store.clear()
-
     # ---- the worker's side: storing, finding and computing
 
     def _add(self, value, owner, private=False, tags=(), description="", collect=True, given=False) -> Pointer:

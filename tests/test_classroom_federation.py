@@ -5,7 +5,8 @@ Namespaces ``<tag>-hub`` (a bridge), ``<tag>-teacher`` (10.99.0.1, ``fedtutor cl
 code with a key that was never enrolled) and ``<tag>-plain`` (a SuperNode without TLS). Addresses exist
 only inside these namespaces: no traffic leaves the machine. Student 2's link is cut mid-run and the
 rounds go on with student 1 (min clients 1). Every process is started under ``prlimit`` and ``timeout``,
-and the test checks that none is left behind.
+and the test checks that none is left behind. The instructor's notebook view (``LiveView``) is tested
+on its own at the end, without processes.
 """
 
 from __future__ import annotations
@@ -246,3 +247,45 @@ def test_classroom_across_namespaces(tmp_path):
     assert not leftover, f"processes left behind: {[p.info['cmdline'] for p in leftover]}"
     remaining = ip("netns", "list").stdout
     assert tag not in remaining
+
+
+def test_live_view_shows_rounds_students_and_refusals_without_a_notebook():
+    """LiveView outside Jupyter: one line per round; its rows and table come from the records and the gateway."""
+    import types
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fedtutor.course import classroom
+
+    stats = classroom.GatewayStats()
+    stats.students[1] = classroom.Seen(last=time.monotonic(), up=2_000_000, down=1_900_000)
+    stats.students[2] = classroom.Seen(last=time.monotonic() - 60, up=900_000, down=800_000)  # gone a minute ago
+    stats.refuse("key not enrolled")
+    lines: list[str] = []
+    room = types.SimpleNamespace(
+        config=types.SimpleNamespace(clients=3, rounds=2), gateway=types.SimpleNamespace(stats=stats), echo=lines.append
+    )
+    room.describe = lambda record: classroom.Classroom.describe(room, record)
+    view = classroom.LiveView(room)
+    base = {"bytes_down": 1_600_000, "refused": {"key not enrolled": 1}, "connected": [1, 2]}
+    view.update({**base, "round": 1, "test_acc": 0.88, "students": [1, 2], "dropped": [], "lost": 0,
+                 "bytes_up": 1_600_000})  # fmt: skip
+    view.update({**base, "round": 2, "test_acc": 0.9, "students": [1], "dropped": [1], "lost": 1,
+                 "bytes_up": 800_000, "connected": [1]})  # fmt: skip
+    assert len(lines) == 2 and "round 2/2: accuracy 90.00%, contributed [1], lost [2]" in lines[1]
+    assert "1 key not enrolled" in lines[1]
+    rows = view.students()
+    assert [(r["student"], r["connected"], r["rounds"]) for r in rows] == [
+        (1, True, [1, 2]),
+        (2, False, [1]),
+        (3, False, []),
+    ]
+    assert rows[0]["up"] == 2_000_000 and rows[2]["up"] == 0
+    table = view.html()
+    assert table.count("<tr><td>") == 2 + 3  # two rounds, three students
+    assert "<td>[2]</td>" in table and "away" in table
+    fig = view.figure()
+    accuracy, traffic = fig.axes
+    assert list(accuracy.lines[0].get_ydata()) == [88.0, 90.0]
+    assert [round(p.get_height(), 2) for p in traffic.patches] == [1.6, 1.6, 1.6, 0.8]

@@ -102,6 +102,60 @@ def test_doctor_says_which_data_set_and_what_it_means_for_run_times(capsys, any_
     assert source.describe() in capsys.readouterr().out
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.create_server(("0.0.0.0", 0)) as probe:
+        return probe.getsockname()[1]
+
+
+def test_doctor_includes_the_classroom_check_and_it_is_optional(capsys, any_disk):
+    pytest.importorskip("flwr")
+    pytest.importorskip("cryptography")
+    checks = {c.name: c for c in doctor.run_doctor(min_free_disk_gb=0.0)}
+    assert "classroom" in checks and not checks["classroom"].required
+    assert cli.main(["doctor"]) == 0
+    assert "] classroom" in capsys.readouterr().out
+
+
+def test_doctor_without_flower_warns_about_the_classroom_and_still_passes(monkeypatch, capsys, any_disk):
+    monkeypatch.setitem(sys.modules, "flwr", None)  # `import flwr` now fails as if it were not installed
+    check = next(c for c in doctor.run_doctor(min_free_disk_gb=0.0) if c.name == "classroom")
+    assert not check.ok and not check.required
+    assert check.detail == "flwr missing" and 'pip install "fedtutor[flower]"' in check.fix
+    assert cli.main(["doctor"]) == 0  # an optional check never fails the doctor
+    out = capsys.readouterr().out
+    assert "[warn] classroom" in out and "[FAIL]" not in out
+
+
+def test_classroom_check_names_a_port_in_use_and_another_to_use():
+    pytest.importorskip("flwr")
+    import socket
+
+    from fedtutor.course import classroom
+
+    with socket.create_server(("0.0.0.0", 0)) as busy:
+        port = busy.getsockname()[1]
+        check = classroom.check_classroom(port)
+    assert not check.ok and not check.required
+    assert check.detail == f"port {port} is in use here" and f"--port {port + 10}" in check.fix
+    assert "[warn] classroom" in check.line()
+
+
+@pytest.mark.parametrize(
+    ("platform", "hint"),
+    [("win32", "Windows asks once"), ("darwin", "macOS may ask"), ("linux", "sudo ufw allow {port}/tcp")],
+)
+def test_classroom_check_gives_the_firewall_hint_of_each_system(monkeypatch, platform, hint):
+    pytest.importorskip("flwr")
+    from fedtutor.course import classroom
+
+    port = _free_port()
+    monkeypatch.setattr(classroom.sys, "platform", platform)
+    check = classroom.check_classroom(port)
+    assert check.ok and f"port {port} free" in check.detail and hint.format(port=port) in check.detail
+
+
 def test_quick_mode_is_reported(monkeypatch):
     monkeypatch.setenv("FEDTUTOR_QUICK", "1")
     assert "quick (FEDTUTOR_QUICK=1)" in doctor.check_mode().detail

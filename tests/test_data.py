@@ -131,11 +131,11 @@ def test_describe_says_which_data_set_and_what_it_means_for_run_times(tmp_path, 
     mini = data.mnist_source()
     assert mini.describe().startswith("MNIST-mini") and "fastest" in mini.describe()
     official = datasource.DataSource("MNIST", "cache", tmp_path, 60000, 10000)
-    assert official.describe().startswith("the official full MNIST") and "12 times as long" in official.describe()
+    assert official.describe().startswith("the official full MNIST") and "opt into all 60,000" in official.describe()
     monkeypatch.setenv("FEDTUTOR_DATA", str(mini_folder(tmp_path / "mine")))
     data.forget_sources()
     custom = data.mnist_source().describe()
-    assert custom.startswith("a custom folder (not the official MNIST)") and "run times grow" in custom
+    assert custom.startswith("a custom folder (not the official MNIST)") and "fixed subsets" in custom
 
 
 def test_fedtutor_data_folder_is_used_for_this_run_only(tmp_path, monkeypatch, capsys, isolated_data):

@@ -23,7 +23,7 @@ import torch
 flwr = pytest.importorskip("flwr")
 
 import psutil  # noqa: E402 - after the skip: only these tests need it
-from flwr.app import Context, Message, RecordDict  # noqa: E402
+from flwr.app import Context, Error, Message, RecordDict  # noqa: E402
 from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from fedtutor import data, federated, flower  # noqa: E402
@@ -38,19 +38,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 class InProcessGrid:
     """A test double for Flower's Grid: delivers each message straight to ``client_app`` in this
-    process. Nodes listed in ``dead`` never answer, like a crashed client process."""
+    process. Nodes listed in ``dead`` never answer, like a crashed client process; those in ``failing``
+    answer at once with an error, like a node that just left; ``connected`` are the nodes the grid lists
+    (all of them unless a test changes it: a late joiner, a node that left)."""
 
-    def __init__(self, config: DeploymentConfig, dead: set[int] = frozenset()) -> None:
+    def __init__(self, config: DeploymentConfig, dead: set[int] = frozenset(), failing: set[int] = frozenset()) -> None:
         # The runtime tells each Flower process who it is; messages built there carry it.
         TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 0, 0, 0
         self.app = flower.build_client_app()
-        self.config, self.dead = config, set(dead)
+        self.config, self.dead, self.failing = config, set(dead), set(failing)
         self.nodes = {100 + i: i for i in range(config.clients)}  # node id -> partition id
+        self.connected = set(self.nodes)
         self.replies: dict[str, Message] = {}
         self.count = 0
 
     def get_node_ids(self):
-        return list(self.nodes)
+        return sorted(self.connected)
 
     def push_messages(self, messages):
         ids = []
@@ -61,7 +64,10 @@ class InProcessGrid:
             node = msg.metadata.dst_node_id
             if node in self.dead:
                 continue
-            node_config = {"partition-id": self.nodes[node], "num-partitions": len(self.nodes)}
+            if node in self.failing:
+                self.replies[msg.metadata.message_id] = Message(Error(1, "node gone"), reply_to=msg)
+                continue
+            node_config = {"partition-id": self.nodes[node], "num-partitions": self.config.clients}
             context = Context(0, node, node_config, RecordDict(), self.config.to_run_config())
             self.replies[msg.metadata.message_id] = self.app(message=msg, context=context)
         return ids
@@ -100,14 +106,43 @@ def test_flower_rounds_match_fedtutor_simulation():
 
 
 def test_server_drops_a_silent_client_and_finishes():
-    config = DeploymentConfig(clients=3, rounds=2, min_clients=2, straggler_timeout=0.5)
+    config = DeploymentConfig(clients=3, rounds=3, min_clients=2, straggler_timeout=0.5)
     grid = InProcessGrid(config, dead={102})
     records = flower.fedavg_rounds(grid, config)
-    assert [r["clients"] for r in records] == [[0, 1], [0, 1]]
-    assert [r["lost"] for r in records] == [1, 0]  # dropped once, then no longer asked
+    assert [r["clients"] for r in records] == [[0, 1], [0, 1], [0, 1]]
+    assert [r["lost"] for r in records] == [1, 0, 1]  # lost, sits out round 2, asked again in round 3
     model_bytes = records[0]["bytes_up"] // 2
-    assert [r["bytes_down"] for r in records] == [3 * model_bytes, 2 * model_bytes]
+    assert [r["bytes_down"] for r in records] == [3 * model_bytes, 2 * model_bytes, 3 * model_bytes]
     assert records[-1]["test_acc"] > 0.5
+
+
+def test_a_client_that_comes_back_under_the_same_node_id_is_asked_again():
+    """A laptop that wakes up before its heartbeat timed out was listed all along, under the same id
+    (with SuperNode authentication the id belongs to the student's key)."""
+    config = DeploymentConfig(clients=2, rounds=3, straggler_timeout=0.3)
+    grid = InProcessGrid(config, dead={101})
+    records = flower.fedavg_rounds(grid, config, lambda record: grid.dead.clear())
+    assert [r["clients"] for r in records] == [[0], [0], [0, 1]]
+
+
+def test_an_error_reply_does_not_start_the_stragglers_clock(monkeypatch):
+    """A node that just left answers with an error at once; the clients still training must not be
+    dropped a straggler timeout after *that*."""
+    config = DeploymentConfig(clients=3, rounds=1, straggler_timeout=0.3)
+    grid = InProcessGrid(config, failing={100})
+    answers, pull = {}, grid.pull_messages
+
+    def slow_pull(message_ids):  # the error is there at once; the training clients answer after 1 s
+        replies = pull(message_ids)
+        answers.setdefault("t0", time.monotonic())
+        held = [r for r in replies if not r.has_error() and time.monotonic() - answers["t0"] < 1.0]
+        for r in held:
+            grid.replies[r.metadata.reply_to_message_id] = r
+        return [r for r in replies if r not in held]
+
+    monkeypatch.setattr(grid, "pull_messages", slow_pull)
+    records = flower.fedavg_rounds(grid, config)
+    assert records[0]["clients"] == [1, 2] and records[0]["lost"] == 1
 
 
 def test_server_stops_clearly_below_min_clients():
@@ -116,6 +151,43 @@ def test_server_stops_clearly_below_min_clients():
     with pytest.raises(DeploymentError, match=r"only 1 of 2 clients replied in time, fewer than min_clients=2"):
         flower.fedavg_rounds(InProcessGrid(config, dead={101}), config, events.append)
     assert events == []  # no round was reported as done
+
+
+def test_each_round_goes_to_the_clients_connected_then(monkeypatch):
+    """A student who joins after round 1 takes part from round 2; one who left is not waited for."""
+    monkeypatch.setattr(flower, "CONNECT_S", 0.2)  # round 1 starts with who is there
+    config = DeploymentConfig(clients=3, rounds=3, straggler_timeout=30.0)
+    grid = InProcessGrid(config)
+    grid.connected = {100, 101}  # 102 is not there yet
+
+    def between_rounds(record):
+        if record.get("round") == 1:
+            grid.connected |= {102}  # the late joiner
+        if record.get("round") == 2:
+            grid.connected -= {100}  # leaves for good: no longer listed, never answers again
+            grid.dead.add(100)
+
+    started = time.monotonic()
+    records = flower.fedavg_rounds(grid, config, between_rounds)
+    assert [r["clients"] for r in records] == [[0, 1], [0, 1, 2], [1, 2]]
+    assert [r["lost"] for r in records] == [0, 0, 0]
+    assert time.monotonic() - started < 25  # nobody waited 30 s for the client that left
+
+
+def test_a_silent_client_is_asked_again_once_it_reconnects():
+    config = DeploymentConfig(clients=2, rounds=3, straggler_timeout=0.3)
+    grid = InProcessGrid(config, dead={101})
+
+    def between_rounds(record):
+        if record.get("round") == 1:
+            grid.connected -= {101}  # its heartbeat timed out: no longer listed
+        if record.get("round") == 2:
+            grid.connected |= {101}  # the laptop's lid opens again
+            grid.dead.clear()
+
+    records = flower.fedavg_rounds(grid, config, between_rounds)
+    assert [r["clients"] for r in records] == [[0], [0], [0, 1]]
+    assert [r["lost"] for r in records] == [1, 0, 0]
 
 
 def test_same_seed_same_numbers():
@@ -161,13 +233,11 @@ def test_commands_use_one_port_each_and_loopback():
         ({"partition": "random"}, "Unknown partition 'random'"),
         ({"straggler_timeout": 0}, "straggler_timeout must be positive"),
         ({"port": 80}, "port must be an integer in 1024"),
-        ({"clients": 10000}, r"clients must be at most \d+ on this machine: each client is a process"),
         ({"lr": float("inf")}, "lr must be a finite number, got inf"),
         ({"alpha": float("inf"), "partition": "dirichlet"}, "alpha must be a finite number"),
         ({"lr": float("nan")}, "lr must be positive, got nan"),
         ({"seed": -1}, r"seed must be a whole number from 0 to 2\*\*63 - 1"),
         ({"seed": 2**63}, r"seed must be a whole number from 0 to 2\*\*63 - 1"),
-        ({"host": "192.0.2.1"}, "host '192.0.2.1' is not an address of this machine"),  # TEST-NET: never local
     ],
 )
 def test_bad_config_is_refused_clearly(kwargs, message):
@@ -175,15 +245,36 @@ def test_bad_config_is_refused_clearly(kwargs, message):
         DeploymentConfig(**kwargs)
 
 
-def test_clients_are_bounded_by_free_memory(monkeypatch):
+def test_clients_are_bounded_by_free_memory_when_processes_start(monkeypatch):
     """Each client is a process of ~450 MB: with room for three, a fourth is refused, saying why."""
-    monkeypatch.setattr(flower, "available_memory", lambda: 3 * flower.CLIENT_BYTES + 1)
-    assert DeploymentConfig(clients=3, port=9100).clients == 3
+    monkeypatch.setattr(launcher, "available_memory", lambda: 3 * launcher.CLIENT_BYTES + 1)
+    launcher.check_machine(DeploymentConfig(clients=3))
     with pytest.raises(ValueError, match=r"clients must be at most 3 on this machine.*GB of memory is free"):
-        DeploymentConfig(clients=4)
-    monkeypatch.setattr(flower, "available_memory", lambda: 10**15)  # a huge machine: still capped
-    with pytest.raises(ValueError, match=f"clients must be at most {flower.MAX_CLIENTS} "):
-        DeploymentConfig(clients=flower.MAX_CLIENTS + 1)
+        launcher.check_machine(DeploymentConfig(clients=4))
+    monkeypatch.setattr(launcher, "available_memory", lambda: 10**15)  # a huge machine: still capped
+    with pytest.raises(ValueError, match=f"clients must be at most {launcher.MAX_CLIENTS} "):
+        launcher.check_machine(DeploymentConfig(clients=launcher.MAX_CLIENTS + 1))
+
+
+def test_a_classroom_of_30_is_a_valid_config_on_a_small_machine(monkeypatch):
+    """Students run their SuperNodes on their own laptops: the config itself does not bound clients."""
+    monkeypatch.setattr(launcher, "available_memory", lambda: 2 * launcher.CLIENT_BYTES)
+    assert DeploymentConfig(clients=30).clients == 30
+    with pytest.raises(ValueError, match="clients must be at most 2 on this machine"):
+        launcher.check_machine(DeploymentConfig(clients=30))  # but 30 local SuperNodes would not fit
+
+
+def test_a_host_of_another_machine_is_refused_before_starting():
+    config = DeploymentConfig(host="192.0.2.1")  # TEST-NET: never local
+    with pytest.raises(ValueError, match="host '192.0.2.1' is not an address of this machine"):
+        launcher.check_machine(config)
+
+
+def test_run_deployment_checks_the_machine_before_anything_starts(monkeypatch, tmp_path):
+    monkeypatch.setattr(launcher, "Deployment", lambda *a, **k: pytest.fail("a Deployment was made"))
+    with pytest.raises(ValueError, match="clients must be at most"):
+        launcher.run_deployment(DeploymentConfig(clients=10000), workdir=tmp_path / "logs", echo=pytest.fail)
+    assert not (tmp_path / "logs").exists()
 
 
 def test_loopback_names_are_accepted_as_host():
@@ -200,8 +291,10 @@ def test_loopback_names_are_accepted_as_host():
         (["--alpha", "inf"], "--alpha"),
     ],
 )
-def test_cli_refuses_what_the_config_refuses(args, message, capsys):
+def test_cli_refuses_what_the_config_refuses(args, message, capsys, monkeypatch):
     from fedtutor.course.cli import main
+
+    monkeypatch.setattr(launcher, "Deployment", lambda *a, **k: pytest.fail("a Deployment was made"))
 
     assert main(["flower", *args]) == 2  # exits before starting any process
     assert message in capsys.readouterr().err

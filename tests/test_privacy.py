@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pytest
 import torch
@@ -16,7 +15,6 @@ from fedtutor.privacy import (
     DPAggregator,
     SecureAggregationServer,
     SecureAggregator,
-    add_shares,
     clip_update,
     decode,
     dp_epsilon,
@@ -174,7 +172,8 @@ def test_shares_reconstruct_exactly_even_at_the_ring_edges(parties):
 def test_adding_shares_adds_the_secrets(values, seed):
     a = torch.tensor(values, dtype=torch.float64)
     b = a.flip(0) * -0.5 + 3.25
-    shares_sum = add_shares(share(encode(a), 3, generator(seed)), share(encode(b), 3, generator(seed + 1)))
+    shares_a, shares_b = share(encode(a), 3, generator(seed)), share(encode(b), 3, generator(seed + 1))
+    shares_sum = [sa + sb for sa, sb in zip(shares_a, shares_b, strict=True)]  # each party adds its own two
     assert torch.equal(reconstruct(shares_sum), encode(a) + encode(b))  # exact, in the ring
     assert torch.allclose(decode(reconstruct(shares_sum)), a + b, rtol=0, atol=RESOLUTION)
 
@@ -215,8 +214,6 @@ def test_share_rejects_bad_input():
         share(torch.tensor([1.5]))
     with pytest.raises(ValueError, match="at least 2 parties"):
         share(encode(torch.tensor([1.5])), parties=1)
-    with pytest.raises(ValueError, match="same parties"):
-        add_shares(share(encode(torch.tensor([1.0])), 2), share(encode(torch.tensor([1.0])), 3))
 
 
 # ----------------------------------------------------------------------------- secure aggregation
@@ -416,7 +413,7 @@ def test_dp_aggregator_clips_weights_clients_equally_and_records_norms():
 # ----------------------------------------------------------------------------- edge cases (issue 13)
 
 
-def test_reconstruct_and_add_shares_explain_bad_share_lists():
+def test_reconstruct_explains_bad_share_lists():
     shares = share(encode(torch.ones(3)), 3, generator(0))
     with pytest.raises(ValueError, match="non-empty list of shares"):
         reconstruct([])
@@ -424,22 +421,6 @@ def test_reconstruct_and_add_shares_explain_bad_share_lists():
         reconstruct([shares[0], shares[1][:2]])
     with pytest.raises(TypeError, match="int64"):
         reconstruct([s.double() for s in shares])
-    with pytest.raises(ValueError, match="same parties"):
-        add_shares(shares, shares[:2])
-    with pytest.raises(ValueError, match="non-empty"):
-        add_shares([], [])
-
-
-def test_adding_shares_checks_the_public_bound_before_the_sum_can_wrap():
-    limit = fixed_point_limit()
-    big = [encode(torch.tensor([0.6 * limit]))] * 2
-    shares_a, shares_b = share(big[0], 2, generator(1)), share(big[1], 2, generator(2))
-    wrapped = decode(reconstruct(add_shares(shares_a, shares_b)))  # no bound given: it wraps, as rings do
-    assert wrapped.item() < 0
-    with pytest.raises(OverflowError, match=re.escape(f"±{1.2 * limit:g}, beyond the fixed-point range ±{limit:g}")):
-        add_shares(shares_a, shares_b, max_abs=0.6 * limit)
-    ok = add_shares(shares_a, shares_a, max_abs=0.4 * limit)  # within the bound: allowed
-    assert len(ok) == 2
 
 
 def test_mask_update_refuses_a_client_outside_the_seed_table():

@@ -218,3 +218,72 @@ def test_a_folder_where_the_manifest_file_goes_is_reported(tmp_path, course):
     with pytest.raises(student.CourseError, match="is a folder.*Fix: rename or delete it"):
         workspace.start_workspace(ws, course)
     assert fingerprint(ws) == before
+
+
+# ----------------------------------------------------------------------------- a class edition's marker
+
+
+@pytest.fixture
+def class_course(tmp_path, course) -> Path:
+    """The class edition of ``course``, as an instructor hands it out (notebooks + ``.fedtutor-class``)."""
+    from fedtutor.course import edition
+
+    edition.build_edition(course, tmp_path / "class")
+    assert (tmp_path / "class" / edition.MARKER).is_file()
+    return tmp_path / "class"
+
+
+def test_start_from_a_class_edition_turns_solutions_off_in_the_workspace(tmp_path, class_course, monkeypatch, capsys):
+    from fedtutor.course import edition, solution
+
+    monkeypatch.delenv(edition.SOLUTIONS_ENV, raising=False)
+    ws = tmp_path / "ws"
+    assert main(["start", str(ws), "--copy-only", "--course", str(class_course)]) == 0
+    assert "+ .fedtutor-class  (a class edition: solution() is off in this workspace)" in capsys.readouterr().out
+    assert (ws / edition.MARKER).read_bytes() == (class_course / edition.MARKER).read_bytes()
+    assert "class marker" in edition.solutions_off(ws)
+    monkeypatch.chdir(ws)  # where a learner's kernel runs
+    solution("05.2")
+    assert "Solutions are off for this class" in capsys.readouterr().out
+
+    changes = workspace.start_workspace(ws, class_course)  # again: nothing to copy, nothing to say
+    assert kinds(changes)[edition.MARKER] == "class-kept"
+    assert ".fedtutor-class" not in workspace.summary(ws, changes)
+    assert "2 notebook(s) already here" in workspace.summary(ws, changes)  # the marker is not a notebook
+
+
+def test_a_self_learners_workspace_gets_no_marker(tmp_path, course):
+    from fedtutor.course import edition
+
+    ws = tmp_path / "ws"
+    assert edition.MARKER not in kinds(workspace.start_workspace(ws, course))
+    assert not (ws / edition.MARKER).exists()
+
+
+def test_a_learner_file_named_like_the_marker_is_never_overwritten(tmp_path, class_course):
+    from fedtutor.course import edition
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / edition.MARKER).write_text("my own notes, not a marker", encoding="utf-8")
+    before = fingerprint(ws)
+    assert kinds(workspace.start_workspace(ws, class_course))[edition.MARKER] == "class-kept"
+    after = fingerprint(ws)
+    assert {name: after[name] for name in before} == before
+    assert "class marker" in edition.solutions_off(ws)  # a file of that name is a marker, whatever it says
+
+
+def test_a_folder_where_the_marker_goes_is_reported_and_left_alone(tmp_path, class_course):
+    from fedtutor.course import edition
+
+    ws = tmp_path / "ws"
+    (ws / edition.MARKER).mkdir(parents=True)
+    (ws / edition.MARKER / "inside.txt").write_text("mine", encoding="utf-8")
+    before = fingerprint(ws)
+    changes = workspace.start_workspace(ws, class_course)
+    assert kinds(changes)[edition.MARKER] == "blocked"
+    text = workspace.summary(ws, changes)
+    assert f"! {ws / edition.MARKER} is a folder (so solution() is not off here)" in text and "Fix: rename" in text
+    after = fingerprint(ws)
+    assert {name: after[name] for name in before} == before
+    assert (ws / "01-basics.ipynb").is_file()  # the notebooks were copied all the same

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import html
 import json
 import os
 import shutil
@@ -179,11 +180,11 @@ class Gateway:
             while chunk := upstream.recv(1 << 16):
                 if not status:
                     status = int(chunk.split(b" ", 2)[1])
+                    if student is None and status >= 400:  # counted before the refused client can see it
+                        self.stats.refuse("key not enrolled")
                 conn.sendall(chunk)
                 down += len(chunk)
         if student is None:
-            if status >= 400:
-                self.stats.refuse("key not enrolled")
             return
         with self.stats.lock:
             seen = self.stats.students.setdefault(student, Seen())
@@ -298,7 +299,8 @@ class Classroom:
         app.mkdir(exist_ok=True)
         run_config = {**self.config.to_run_config(), "progress-file": str(self.deployment.progress)}
         lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in run_config.items())
-        (app / "pyproject.toml").write_text(APP_PYPROJECT.format(config=lines), encoding="utf-8")
+        apps = {"serverapp": "fedtutor.flower:server_app", "clientapp": "fedtutor.flower:client_app"}
+        (app / "pyproject.toml").write_text(APP_PYPROJECT.format(config=lines, **apps), encoding="utf-8")
         home = self.folder / "flwr-home"
         home.mkdir(exist_ok=True)
         (home / "config.toml").write_text(
@@ -399,6 +401,89 @@ class Classroom:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class LiveView:
+    """The instructor's live view in a notebook: a table and a figure, redrawn after every round.
+
+    Call ``update(record)`` with each record of ``Classroom.rounds``. The table has one row per
+    round (accuracy, who contributed, who was lost, MB sent and received, who is connected,
+    refused connections) and one row per student (rounds contributed, bytes through the gateway);
+    the figure plots accuracy and MB per round. Outside a notebook it prints ``describe``'s line.
+    """
+
+    def __init__(self, room: Classroom) -> None:
+        from fedtutor.widgets import in_jupyter
+
+        self.room, self.records = room, []
+        self.handles = None
+        if in_jupyter():
+            from IPython.display import HTML, display
+
+            self.handles = (display(HTML(self.html()), display_id=True), display(HTML(""), display_id=True))
+
+    def update(self, record: dict) -> None:
+        self.records.append(record)
+        if self.handles is None:
+            self.room.echo(self.room.describe(record))
+            return
+        import matplotlib.pyplot as plt
+        from IPython.display import HTML
+
+        table, figure = self.handles
+        table.update(HTML(self.html()))
+        fig = self.figure()
+        figure.update(fig)
+        plt.close(fig)  # the inline backend must not show it a second time
+
+    def students(self) -> list[dict]:
+        """Per enrolled student: connected now, rounds contributed, bytes up/down through the gateway."""
+        assert self.room.gateway is not None
+        stats, here = self.room.gateway.stats, set(self.room.gateway.stats.connected())
+        rows = []
+        for k in range(1, self.room.config.clients + 1):
+            seen = stats.students.get(k, Seen())
+            rounds = [r["round"] for r in self.records if k in r["students"]]
+            rows.append({"student": k, "connected": k in here, "rounds": rounds, "up": seen.up, "down": seen.down})
+        return rows
+
+    def html(self) -> str:
+        head = "<tr><th>round</th><th>accuracy</th><th>contributed</th><th>lost</th><th>MB sent</th>"
+        head += "<th>MB received</th><th>connected</th><th>refused so far</th></tr>"
+        rows = []
+        for r in self.records:
+            lost = _names(p + 1 for p in r["dropped"]) if r["dropped"] else (str(r["lost"]) if r["lost"] else "")
+            refused = ", ".join(f"{n} {why}" for why, n in r["refused"].items()) or "none"
+            cells = [r["round"], f"{r['test_acc']:.2%}", _names(r["students"]), lost, f"{r['bytes_down'] / 1e6:.2f}",
+                     f"{r['bytes_up'] / 1e6:.2f}", _names(r["connected"]), html.escape(refused)]  # fmt: skip
+            rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+        people = "".join(
+            f"<tr><td>student {s['student']}</td><td>{'connected' if s['connected'] else 'away'}</td>"
+            f"<td>rounds {_names(s['rounds'])}</td><td>{s['up'] / 1e6:.2f} MB up</td>"
+            f"<td>{s['down'] / 1e6:.2f} MB down</td></tr>"
+            for s in (self.students() if self.room.gateway else [])
+        )
+        waiting = "" if self.records else "<p>waiting for round 1 ...</p>"
+        return f"<table>{head}{''.join(rows)}</table>{waiting}<table>{people}</table>"
+
+    def figure(self):
+        import matplotlib.pyplot as plt
+
+        rounds = [r["round"] for r in self.records]
+        fig, (acc, mb) = plt.subplots(1, 2, figsize=(9, 3))
+        acc.plot(rounds, [100 * r["test_acc"] for r in self.records], "o-")
+        acc.set(xlabel="round", ylabel="test accuracy (%)", title="accuracy of the global model", xticks=rounds)
+        acc.set_ylim(0, 100)
+        width = 0.4
+        mb.bar([t - width / 2 for t in rounds], [r["bytes_down"] / 1e6 for r in self.records], width, label="sent")
+        mb.bar([t + width / 2 for t in rounds], [r["bytes_up"] / 1e6 for r in self.records], width, label="received")
+        for r in self.records:
+            mb.annotate(_names(r["students"]), (r["round"], r["bytes_down"] / 1e6), ha="center", va="bottom", size=8)
+        mb.set(xlabel="round", ylabel="MB", title="model traffic per round (students above)", xticks=rounds)
+        mb.set_ylim(0, 1.6 * max([r["bytes_down"] / 1e6 for r in self.records], default=1))
+        mb.legend(loc="upper right", ncol=2)
+        fig.tight_layout()
+        return fig
 
 
 def _names(students: Iterable[int]) -> str:

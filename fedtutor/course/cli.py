@@ -355,12 +355,17 @@ def flower(args: argparse.Namespace) -> int:
     except fl.FlowerNotInstalled as err:
         print(f"fedtutor flower: {err}", file=sys.stderr)
         return 1
+    options = {**args.config_options, **FLOWER_RUN_OPTIONS}
+    try:  # this machine's limits (memory per client, an address of this host), before anything starts
+        launcher.check_machine(config)
+    except ValueError as err:
+        raise UsageError(option_message(err, options)) from None
     if config.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"fedtutor flower: warning: listening on {config.host} WITHOUT TLS; use certificates on real networks.")
     try:
         launcher.run_deployment(config, kill_client_after_round=args.kill_client_after_round, workdir=logs)
     except ValueError as err:  # the launcher's own checks, made before it starts anything
-        raise UsageError(option_message(err, {**args.config_options, **FLOWER_RUN_OPTIONS})) from None
+        raise UsageError(option_message(err, options)) from None
     except fl.DeploymentError as err:
         print(f"fedtutor flower: error: {err}\nAll Flower processes were stopped.", file=sys.stderr)
         return 1

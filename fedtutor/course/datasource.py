@@ -75,11 +75,14 @@ class DataSource:
     def describe(self) -> str:
         """Which data set this is, and what that means for run times."""
         if self.name == "MNIST":
-            what = "the official full MNIST: training on all of it takes about 12 times as long as on MNIST-mini"
+            what = (
+                "the official full MNIST: the notebooks train on fixed, seeded subsets of it (each says how "
+                "many), so they take about as long as on MNIST-mini unless you opt into all 60,000"
+            )
         elif self.is_mini:
             what = "MNIST-mini, bundled with fedtutor (the full MNIST was not found): the fastest runs"
         else:
-            what = "a custom folder (not the official MNIST): run times grow with its size (the full MNIST: 60,000)"
+            what = "a custom folder (not the official MNIST): the notebooks train on fixed subsets of it"
         return f"{what}. {self.n_train:,} train / {self.n_test:,} test images ({self.origin}, {self.root})"
 
 

@@ -1,7 +1,8 @@
 """``fedtutor doctor``: checks the learner's machine for the course.
 
 One ``Check`` per line (Python, the packages, the widgets extension, the data, free disk, the
-mode), each with the fix for anything wrong; ``run_doctor`` returns them in order.
+mode, and whether this machine can serve or join a classroom), each with the fix for anything
+wrong; ``run_doctor`` returns them in order.
 """
 
 from __future__ import annotations
@@ -140,4 +141,7 @@ def run_doctor(min_free_disk_gb: float | None = None) -> list[Check]:
         if installed["torchvision"]:  # finding the data goes through torchvision's dataset classes
             checks.append(check_data())
     checks += [check_disk(minimum_gb=min_free_disk_gb), check_mode()]
+    from fedtutor.course.classroom import check_classroom  # optional: a warning at worst, never a failure
+
+    checks.append(check_classroom())
     return checks

@@ -65,8 +65,8 @@ dependencies = []  # none: the apps run in the environment that is already insta
 publisher = "fedtutor"
 
 [tool.flwr.app.components]
-serverapp = "fedtutor.flower:server_app"
-clientapp = "fedtutor.flower:client_app"
+serverapp = "{serverapp}"
+clientapp = "{clientapp}"
 
 [tool.flwr.app.config]
 {config}
@@ -80,6 +80,44 @@ default = "fedtutor"
 address = "{address}"
 insecure = true
 """
+
+
+CLIENT_BYTES = 450 * 2**20  # memory of one SuperNode and its apps: Python + torch + a partition of MNIST
+MAX_CLIENTS = 64  # one machine, one class: beyond this a simulation (fedtutor.federated) is the tool
+
+
+def available_memory() -> int:
+    """Bytes of memory free for new processes (psutil when installed, else the OS's free pages)."""
+    try:
+        import psutil
+
+        return psutil.virtual_memory().available
+    except ImportError:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_machine(config: DeploymentConfig) -> None:
+    """Can this machine start the run's processes? Each client is a SuperNode process (~450 MB), and
+    ``host`` must be an address of this machine. Checked before a ``Deployment`` starts anything; a
+    classroom's SuperNodes run on the students' laptops, so its size is not bounded here.
+    Raises ``ValueError`` naming the field (``fedtutor flower`` shows it as a usage error)."""
+    limit = min(MAX_CLIENTS, available_memory() // CLIENT_BYTES)
+    if config.clients > limit:
+        raise ValueError(
+            f"clients must be at most {limit} on this machine: each client is a process of about "
+            f"{CLIENT_BYTES / 2**30:.2f} GB, {available_memory() / 2**30:.1f} GB of memory is free, and "
+            f"at most {MAX_CLIENTS} in any case; got {config.clients}. For more clients, simulate them "
+            "in one process with fedtutor.federated."
+        )
+    try:  # binding is the test: the servers will listen there
+        family, kind, _, _, address = socket.getaddrinfo(config.host, 0, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as s:
+            s.bind(address)
+    except (OSError, UnicodeError) as err:
+        raise ValueError(
+            f"host {config.host!r} is not an address of this machine ({err}). Fix: 127.0.0.1 for one "
+            "machine, or an address of one of its network interfaces."
+        ) from None
 
 
 def free_port_block(count: int, start: int = 9100, host: str = "127.0.0.1") -> int:
@@ -202,10 +240,11 @@ class Deployment:
         workdir: Path,
         echo: Callable[[str], None] = print,
         data_folder: Path | None = None,
+        app_folder: Path | None = None,
     ) -> None:
         require_flower("fedtutor's Flower deployment")
         self.config, self.workdir, self.echo = config, workdir, echo
-        self.data_folder = data_folder
+        self.data_folder, self.app_folder = data_folder, app_folder  # app_folder: a learner's *_app.py files
         self.progress = workdir / "progress.jsonl"
         self.superlink: subprocess.Popen | None = None
         self.supernodes: list[subprocess.Popen] = []
@@ -240,7 +279,12 @@ class Deployment:
         app.mkdir(parents=True, exist_ok=True)
         run_config = {**self.config.to_run_config(), "progress-file": str(self.progress)}
         lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in run_config.items())
-        (app / "pyproject.toml").write_text(APP_PYPROJECT.format(config=lines), encoding="utf-8")
+        components = {"serverapp": "fedtutor.flower:server_app", "clientapp": "fedtutor.flower:client_app"}
+        if self.app_folder is not None:  # the learner's files, copied as they are now; their folder is not touched
+            for name in ("client_app.py", "server_app.py"):
+                shutil.copyfile(self.app_folder / name, app / name)
+            components = {"serverapp": "server_app:app", "clientapp": "client_app:app"}
+        (app / "pyproject.toml").write_text(APP_PYPROJECT.format(config=lines, **components), encoding="utf-8")
         home = self.workdir / "flwr-home"
         home.mkdir(parents=True, exist_ok=True)
         address = f"{self.config.host}:{self.config.port}"
@@ -267,6 +311,7 @@ class Deployment:
 
     def start(self) -> None:
         c = self.config
+        check_machine(c)  # before any process starts: memory for every SuperNode, a host of this machine
         self._check_ports_free()
         app = self._write_app()
         if os.name == "posix":
@@ -395,21 +440,28 @@ def run_deployment(
     workdir: str | Path | None = None,
     echo: Callable[[str], None] | None = None,
     data_folder: str | Path | None = None,
+    app: str | Path | None = None,
 ) -> RoundHistory:
     """Run FedAvg on Flower as real processes on this machine; returns the per-round ``History``.
 
     ``kill_client_after_round=k`` kills the last client's process after round k (a crash, to
     watch the server carry on). ``timeout``: overall limit in seconds (default: generous for
     the rounds asked). Logs of every process land in ``workdir`` (default: a temporary folder,
-    removed afterwards).
+    removed afterwards). ``app``: a folder with your own ``client_app.py`` and ``server_app.py``
+    (``app = ClientApp()`` / ``app = ServerApp()`` in each; notebook 11) to run instead of fedtutor.flower's.
     """
     config = config or DeploymentConfig()
     echo = echo or (lambda line: print(line, flush=True))  # flushed: the launcher is often piped
     require_flower("fedtutor's Flower deployment")
     if kill_client_after_round is not None and not 1 <= kill_client_after_round < config.rounds:
         raise ValueError(f"kill_client_after_round must be in 1..{config.rounds - 1}, got {kill_client_after_round}.")
+    check_machine(config)  # also in Deployment.start; here, before the folder and the first line printed
     if workdir is not None and Path(workdir).exists() and not Path(workdir).is_dir():
         raise ValueError(f"workdir {str(workdir)!r} is a file, not a folder. Fix: name a folder for the logs.")
+    missing = [name for name in ("client_app.py", "server_app.py") if app and not (Path(app) / name).is_file()]
+    if missing:
+        fix = "Fix: fedtutor.course.flower_app.copy_app(folder) writes the missing ones."
+        raise ValueError(f"app folder {str(app)!r} has no {' or '.join(missing)}. {fix}")
     timeout = timeout or 120 + config.rounds * (config.first_reply_timeout + config.straggler_timeout)
     keep = workdir is not None
     folder = Path(workdir) if keep else Path(tempfile.mkdtemp(prefix="fedtutor-flower-"))
@@ -418,10 +470,12 @@ def run_deployment(
     except OSError as err:  # e.g. a file where a parent folder should be
         raise ValueError(f"workdir {str(workdir)!r} cannot be created ({err}). Fix: name a writable folder.") from None
     history = RoundHistory(label=f"Flower, {config.clients} client processes", config=asdict(config))
+    history.config["app"] = str(Path(app).resolve()) if app is not None else "fedtutor.flower"
     started = time.monotonic()
     previous = raise_on_signals()
     try:
-        with Deployment(config, folder, echo, Path(data_folder) if data_folder else None) as deployment:
+        app_folder = Path(app).resolve() if app is not None else None
+        with Deployment(config, folder, echo, Path(data_folder) if data_folder else None, app_folder) as deployment:
             echo(
                 f"Flower {flwr_version()}: SuperLink on {config.host}:{config.port}, {config.clients} SuperNodes, "
                 f"{config.rounds} rounds of FedAvg ({config.model}, {config.partition} partition)"

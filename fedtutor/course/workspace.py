@@ -6,6 +6,10 @@ never touches their work. It never overwrites a file there: when the course chan
 the learner already has, the new version is saved next to it as ``NN-name (course update 1).ipynb``
 and the change is listed. A small manifest in ``.fedtutor/copied.json`` remembers what was
 copied, which is how it tells "the course changed" from "you edited it".
+
+A class edition (``fedtutor edition``) has a marker file ``.fedtutor-class`` beside its
+notebooks; ``start`` copies it into the workspace too, so ``solution()`` says solutions are off
+there as well. A file of that name already in the workspace is left as it is.
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ class Change:
     """What ``start_workspace`` did with one course notebook."""
 
     notebook: str
-    kind: str  # "added", "restored", "same", "yours", "update", "update-saved-before", "blocked"
+    kind: str  # "added", "restored", "same", "yours", "update", "update-saved-before", "blocked",
+    # and for a class edition's marker: "class" (copied) or "class-kept" (one is there already)
     edited: bool = False  # the learner changed their copy since it was copied
     saved_as: str = ""  # for updates: the file holding the new course version
     problem: str = ""  # for "blocked": what stands where the notebook should go
@@ -70,6 +75,8 @@ class Change:
                 f"  ! {self.problem}, so the course's {self.notebook} was not copied (nothing there was touched).\n"
                 "      Fix: rename or move it away, then run `fedtutor start` again."
             )
+        if self.kind == "class":
+            return f"  + {self.notebook}  (a class edition: solution() is off in this workspace)"
         if self.kind == "added":
             return f"  + {self.notebook}  (new)"
         if self.kind == "restored":
@@ -191,7 +198,28 @@ def start_workspace(workspace: Path, course: Path | None = None) -> list[Change]
         manifest[name] = entry
         changes.append(change)
     save_manifest(workspace, manifest)
-    return changes
+    marker = sync_class_marker(workspace, course)
+    return changes + ([marker] if marker else [])
+
+
+def sync_class_marker(workspace: Path, course: Path) -> Change | None:
+    """Copy a class edition's marker into the workspace, so ``solution()`` stays off there; None for a
+    self-learner's course (no marker). Whatever already has the marker's name is never written over."""
+    from fedtutor.course.edition import MARKER
+
+    source, target = course / MARKER, workspace / MARKER
+    if not source.is_file():
+        return None
+    problem = entry_problem(target)
+    if problem:  # e.g. a folder of that name: solution() would stay on, so say so
+        return Change(MARKER, "blocked", problem=f"{problem} (so solution() is not off here)")
+    if os.path.lexists(target):  # a file: a marker already, whatever it says
+        return Change(MARKER, "class-kept")
+    try:
+        write_new_file(target, source.read_text(encoding="utf-8", errors="replace"))
+    except OSError as err:  # e.g. it appeared meanwhile: never written over
+        return Change(MARKER, "blocked", problem=f"{target} cannot be written ({err.strerror})")
+    return Change(MARKER, "class")
 
 
 def sync_notebook(workspace: Path, name: str, text: str, entry: dict[str, str]) -> tuple[Change, dict[str, str]]:

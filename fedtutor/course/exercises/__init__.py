@@ -1,6 +1,6 @@
 """Exercises with automatic feedback: ``check(id, answer)``, ``hint(id)``, ``solution(id)``, ``given(id)``.
 
-One module per notebook (``ex00`` ... ``ex11``), in course order; the registry and the helpers
+One module per notebook (``ex00`` ... ``ex12``), in course order; the registry and the helpers
 they share are in ``_common``. Because a wrong answer raises, the source notebooks (which
 contain the solutions) fail in CI the day a solution stops being right, and a student copy
 fails loudly at the placeholder. In a notebook a wrong answer shows one short styled message
@@ -35,7 +35,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from typing import Any
 
-from fedtutor.course.exercises import ex00, ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09, ex10, ex11  # noqa: F401
+from fedtutor.course.exercises import ex00, ex01, ex02, ex03, ex04, ex05, ex06, ex07, ex08, ex09, ex10, ex11, ex12  # noqa: F401
 from fedtutor.course.exercises._common import (
     EXERCISES,
     Exercise,
