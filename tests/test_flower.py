@@ -460,7 +460,7 @@ def fedtutor_flower(*args: str, mark: str = "", python: tuple[str, ...] = ("-m",
 def test_cli_deployment_survives_a_killed_client_and_leaves_no_process(tmp_path):
     port, mark = free_port_block(4), f"killed-client-{os.getpid()}"
     run = fedtutor_flower(
-        *("--clients", "3", "--rounds", "2", "--min-clients", "2", "--straggler-timeout", "15"),
+        *("--clients", "3", "--rounds", "2", "--min-clients", "2", "--straggler-timeout", "8"),
         *("--kill-client-after-round", "1", "--port", str(port), "--logs", str(tmp_path)),
         mark=mark,
     )
