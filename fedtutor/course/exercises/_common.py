@@ -177,8 +177,9 @@ def expect_function(value: Any, name: str) -> None:
     expect(callable(value), f"{name} should be a function (def {name}(...): ...), got {type(value).__name__}.")
 
 
-def call_learner(function: Callable, *args: Any, what: str = "") -> Any:
-    """Call the learner's function; an exception in it becomes feedback naming its line, not a traceback."""
+def call_learner(function: Callable, *args: Any, what: str = "", name: str | None = None) -> Any:
+    """Call the learner's function; an exception in it becomes feedback naming its line, not a traceback.
+    ``name``: what the exercise calls the function (a lambda has no name of its own)."""
     try:
         return function(*args)
     except Wrong:
@@ -186,7 +187,7 @@ def call_learner(function: Callable, *args: Any, what: str = "") -> Any:
     except Exception as err:  # noqa: BLE001 - any error in the learner's code is feedback
         frames = [f for f in traceback.extract_tb(err.__traceback__) if not f.filename.startswith(_NOT_YOURS)]
         where = f" (line {frames[-1].lineno}: `{(frames[-1].line or '').strip()}`)" if frames else ""
-        name = getattr(function, "__name__", "your function")
+        name = name or getattr(function, "__name__", "your function")
         raise Wrong(f"{name}{' ' + what if what else ''} raised {type(err).__name__}: {err}{where}.") from None
 
 

@@ -9,13 +9,12 @@ So neither the notebook's ``victim`` nor a number typed into the cell can pass.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from fedtutor.course.exercises._common import Wrong, exercise, expect
+from fedtutor.course.exercises._common import Wrong, call_learner, exercise, expect
 
 
 def _fresh_victims(count: int, seed: int | None = None) -> list[tuple[torch.nn.Module, torch.Tensor, torch.Tensor]]:
@@ -47,15 +46,6 @@ def _gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> list
     return [g.detach() for g in torch.autograd.grad(loss, list(model.parameters()))]
 
 
-def _call(function: Callable, grads: list[torch.Tensor], name: str) -> Any:
-    try:
-        return function([g.clone() for g in grads])  # a copy: the function may not alter the check's gradients
-    except Wrong:
-        raise
-    except Exception as error:  # the learner's code failed: say where, not a traceback through the checker
-        raise Wrong(f"Calling {name}(grads) raised {type(error).__name__}: {error}") from None
-
-
 def _expect_function(value: Any, name: str, example: str) -> None:
     expect(
         callable(value),
@@ -73,7 +63,8 @@ def _check_analytic_inversion(recover: Any) -> str:
     _expect_function(recover, "recover", "recover(grads) -> image")
     victims = _fresh_victims(3)
     for n, (model, image, label) in enumerate(victims, start=1):
-        recovered = _call(recover, _gradients(model, image, label), "recover")
+        # a copy of the gradients: the learner's function may not alter the check's own
+        recovered = call_learner(recover, [g.clone() for g in _gradients(model, image, label)], name="recover")
         expect(
             isinstance(recovered, torch.Tensor),
             f"recover(grads) should return a tensor, got {type(recovered).__name__}.",
@@ -123,7 +114,7 @@ def _check_batch_labels(labels_in: Any) -> str:
         digits = torch.randperm(10, generator=generator)[:size]  # distinct labels, drawn now
         picks = [int((y == d).nonzero()[torch.randint(int((y == d).sum()), (1,), generator=generator)]) for d in digits]
         truth = set(digits.tolist())
-        answer = _call(labels_in, _gradients(model, x[picks], y[picks]), "labels_in")
+        answer = call_learner(labels_in, [g.clone() for g in _gradients(model, x[picks], y[picks])], name="labels_in")
         if isinstance(answer, torch.Tensor):
             answer = answer.flatten().tolist()
         expect(

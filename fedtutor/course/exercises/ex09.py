@@ -15,20 +15,11 @@ from typing import Any
 
 import torch
 
-from fedtutor.course.exercises._common import Wrong, exercise, expect
+from fedtutor.course.exercises._common import Wrong, call_learner, exercise, expect
 
 
 def _fresh_seed() -> int:
     return random.SystemRandom().randrange(2**31)
-
-
-def _call(function: Callable, name: str, *args: Any) -> Any:
-    try:
-        return function(*args)
-    except Wrong:
-        raise
-    except Exception as error:  # the learner's code failed: say so in one line, not a traceback through the checker
-        raise Wrong(f"Calling {name}(...) raised {type(error).__name__}: {error}") from None
 
 
 def _library_names_used(function: Any) -> set[str]:
@@ -105,7 +96,9 @@ def _expect_uniform(share_fn: Callable, parties: int, seed: int) -> None:
     for secret_value in (0.0, 1_000_000.0):
         secret = encode(torch.full((20_000,), secret_value))
         shares = _expect_shares(
-            _call(share_fn, "share", secret.clone(), parties, torch.Generator().manual_seed(seed)), secret, parties
+            call_learner(share_fn, secret.clone(), parties, torch.Generator().manual_seed(seed), name="share"),
+            secret,
+            parties,
         )
         for k, s in enumerate(shares):
             unit = ring_to_unit(s)
@@ -134,11 +127,11 @@ def _check_sharing(share: Any, reconstruct: Any) -> str:
     secret = _edge_secrets(seed)
     for parties in (2, 3, 5):
         shares = _expect_shares(
-            _call(share, "share", secret.clone(), parties, torch.Generator().manual_seed(seed + parties)),
+            call_learner(share, secret.clone(), parties, torch.Generator().manual_seed(seed + parties), name="share"),
             secret,
             parties,
         )
-        back = _call(reconstruct, "reconstruct", [s.clone() for s in shares])
+        back = call_learner(reconstruct, [s.clone() for s in shares], name="reconstruct")
         expect(isinstance(back, torch.Tensor) and back.dtype == torch.int64, "reconstruct should return int64.")
         expect(
             back.shape == secret.shape, f"reconstruct returned shape {tuple(back.shape)}, not {tuple(secret.shape)}."
@@ -159,13 +152,15 @@ def _check_sharing(share: Any, reconstruct: Any) -> str:
                 )
             )
         reference = reference_share(secret, parties, torch.Generator().manual_seed(seed))
-        back = _call(reconstruct, "reconstruct", reference)
+        back = call_learner(reconstruct, reference, name="reconstruct")
         expect(
             isinstance(back, torch.Tensor) and torch.equal(back, secret),
             f"Your reconstruct does not undo another correct sharing (the reference's, {parties} parties): "
             "add all the shares, in int64.",
         )
-    first, again = (_call(share, "share", secret.clone(), 3, torch.Generator().manual_seed(seed + 3)) for _ in range(2))
+    first, again = (
+        call_learner(share, secret.clone(), 3, torch.Generator().manual_seed(seed + 3), name="share") for _ in range(2)
+    )
     expect(
         all(torch.equal(a, b) for a, b in zip(first, again, strict=True)),
         "share gave different shares for the same generator seed: draw the randomness from the generator argument.",
@@ -196,7 +191,7 @@ def _check_mask_reuse(leak: Any) -> str:
     update1, update2 = 3 * torch.randn(200, generator=generator), 3 * torch.randn(200, generator=generator)
     upload1 = mask_update(update1, 0, seeds, max_abs=20.0)
     upload2 = mask_update(update2, 0, seeds, max_abs=20.0)
-    found = _call(leak, "leak", upload1.clone(), upload2.clone())
+    found = call_learner(leak, upload1.clone(), upload2.clone(), name="leak")
     expect(isinstance(found, torch.Tensor), f"leak should return a tensor, got {type(found).__name__}.")
     expect(found.dtype != torch.int64, "leak returned ring elements (int64): decode them to floats.")
     expect(found.numel() == 200, f"leak should return one number per coordinate (200), got {found.numel()}.")
@@ -230,7 +225,7 @@ def _expect_clip(clip: Callable) -> None:
         for scale in (0.1, 0.9, 2.0, 10.0):
             update = torch.randn(300, generator=generator)
             update = update * (scale * clip_norm / update.norm())  # norm = scale * S
-            out = _call(clip, "clip_on_client", update.clone(), clip_norm)
+            out = call_learner(clip, update.clone(), clip_norm, name="clip_on_client")
             expect(isinstance(out, torch.Tensor), f"clip_on_client should return a tensor, got {type(out).__name__}.")
             expect(out.shape == update.shape, f"clip_on_client changed the shape to {tuple(out.shape)}.")
             norm, before = out.norm().item(), update.norm().item()
@@ -255,7 +250,7 @@ def _expect_clip(clip: Callable) -> None:
                 f"An update of norm {before:.3g} came back with norm {norm:.3g}, below S = {clip_norm}: scale it "
                 "to exactly S (multiply by S / ||u||).",
             )
-    zero = _call(clip, "clip_on_client", torch.zeros(5), 1.0)
+    zero = call_learner(clip, torch.zeros(5), 1.0, name="clip_on_client")
     expect(
         isinstance(zero, torch.Tensor) and bool(torch.isfinite(zero).all()) and torch.equal(zero, torch.zeros(5)),
         "clip_on_client(zeros, S) should return zeros, not NaN (0 / 0): leave an update within S unchanged.",
@@ -267,10 +262,10 @@ def _expect_noisy_mean(noisy_mean: Callable, clip: Callable) -> None:
     generator = torch.Generator().manual_seed(seed)
     clients, size, clip_norm, sigma = 8, 50_000, 0.7, 1.5
     raw = [torch.randn(size, generator=generator) * (0.2 + k) / math.sqrt(size) for k in range(clients)]
-    clipped = [_call(clip, "clip_on_client", u, clip_norm) for u in raw]  # what the clients upload
+    clipped = [call_learner(clip, u, clip_norm, name="clip_on_client") for u in raw]  # what the clients upload
     mean = torch.stack(clipped).mean(dim=0)
 
-    out = _call(noisy_mean, "noisy_mean", [c.clone() for c in clipped], clip_norm, 0.0, torch.Generator())
+    out = call_learner(noisy_mean, [c.clone() for c in clipped], clip_norm, 0.0, torch.Generator(), name="noisy_mean")
     expect(isinstance(out, torch.Tensor), f"noisy_mean should return a tensor, got {type(out).__name__}.")
     expect(out.shape == mean.shape, f"noisy_mean should return one (P,) vector, got shape {tuple(out.shape)}.")
     if not torch.allclose(out, mean, atol=1e-6):
@@ -288,8 +283,13 @@ def _expect_noisy_mean(noisy_mean: Callable, clip: Callable) -> None:
             "given (every client weighted equally)."
         )
 
-    out = _call(
-        noisy_mean, "noisy_mean", [c.clone() for c in clipped], clip_norm, sigma, torch.Generator().manual_seed(seed)
+    out = call_learner(
+        noisy_mean,
+        [c.clone() for c in clipped],
+        clip_norm,
+        sigma,
+        torch.Generator().manual_seed(seed),
+        name="noisy_mean",
     )
     noise = (out - mean).double()
     want, got = sigma * clip_norm / clients, noise.std().item()
@@ -315,8 +315,13 @@ def _expect_noisy_mean(noisy_mean: Callable, clip: Callable) -> None:
         f"{tails:.1%} of the noise lies beyond 2 std, a Gaussian has 4.6%: draw it with "
         "torch.randn(..., generator=...).",
     )
-    again = _call(
-        noisy_mean, "noisy_mean", [c.clone() for c in clipped], clip_norm, sigma, torch.Generator().manual_seed(seed)
+    again = call_learner(
+        noisy_mean,
+        [c.clone() for c in clipped],
+        clip_norm,
+        sigma,
+        torch.Generator().manual_seed(seed),
+        name="noisy_mean",
     )
     expect(
         torch.equal(out, again),
@@ -360,7 +365,7 @@ def _check_noise_for_budget(smallest_sigma: Any) -> str:
     rng = random.Random(_fresh_seed())
     budgets = [(round(rng.uniform(2, 10), 1), rng.randrange(20, 200), 10.0 ** -rng.randrange(5, 7)) for _ in range(3)]
     for epsilon, rounds, delta in budgets:
-        sigma = _call(smallest_sigma, "smallest_sigma", epsilon, rounds, delta)
+        sigma = call_learner(smallest_sigma, epsilon, rounds, delta, name="smallest_sigma")
         expect(
             isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0,
             f"smallest_sigma should return a positive number, got {sigma!r}.",
