@@ -13,15 +13,15 @@ sampled every 0.2 s, as ``process_tree.py`` does; here also split by program at 
 The baseline in the same run is a bare ``python -c "import torch"`` process (what any process of
 the tree costs at least), so the ratios say how many such processes the tree weighs.
 
-Deployment shapes of (b): ``per-message`` is Flower 1.42's own (each SuperNode's SuperExec starts a
-fresh ``flwr-clientapp`` process for every message, and each imports torch: ~300 MB of private
-memory with the CUDA wheel). ``--isolation process`` does not change that in 1.42: the SuperExec
-then runs outside the SuperNode but still starts one ``flwr-clientapp`` per message, which handles
-one task and exits. ``zygote`` (a prototype, here only) puts a ``flwr-clientapp`` shim first on the
-PATH: it hands its arguments and stdin/stdout/stderr to a fork server that imported torch and
-fedtutor once, and the forked ClientApp shares those pages copy-on-write.
+Deployment shapes: by default fedtutor's fork server (``fedtutor.course.forkserver``) forks every
+``flwr-clientapp`` / ``flwr-serverapp`` from one process that imported torch, Flower and fedtutor
+once, so they share those pages copy-on-write. ``--compare`` also runs each workload in Flower
+1.42's own shape (``FEDTUTOR_FORKSERVER=0``): the SuperExec starts a fresh app process for every
+message, and each imports torch (~280 MB of private memory with the CUDA wheel).
+``flower-supernode --isolation process`` does not change that in 1.42: the SuperExec then runs
+outside the SuperNode but still starts one ``flwr-clientapp`` per message.
 
-Usage: python benchmarks/classroom_memory.py [--full] [--only classroom|notebook11] [--zygote]
+Usage: python benchmarks/classroom_memory.py [--full] [--only classroom|notebook11] [--compare]
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ with classroom.Classroom(config, "127.0.0.1", port, folder / "room", echo=lambda
             number, key, fingerprint, ca, _ = classroom.student_from(path, None)
             info = classroom.preflight("127.0.0.1", port, fingerprint, ca)
             student = classroom.Student("127.0.0.1", port, number, 2, key, ca, folder / f"s{number}")
-            student.start()
+            student.start(share_forkserver=room)  # as notebook 12 does
             students.append(student)
         assert all(s.wait_connected(120) == "connected" for s in students)
         room.wait_for_students(60)
@@ -88,104 +88,14 @@ print("rounds", len(history), "accuracy", history.records[-1]["test_acc"])
 """
 
 
-ZYGOTE_SERVER = """
-import gc, json, os, signal, socket, sys
-import torch  # noqa: F401 - imported once, shared copy-on-write by every forked ClientApp
-import fedtutor.flower
-fedtutor.flower.build_client_app()
-from flwr.supernode.cli.flwr_clientapp import flwr_clientapp
-gc.collect()
-gc.freeze()  # keep the collector from touching (and so copying) the shared objects
-signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # forked ClientApps are reaped automatically
-server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-server.bind(sys.argv[1])
-server.listen(16)
-print("ready", flush=True)
-while True:
-    conn, _ = server.accept()
-    message, fds, _, _ = socket.recv_fds(conn, 1 << 20, 3)
-    request = json.loads(message)
-    if os.fork() == 0:
-        code = 1
-        try:
-            server.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for target, fd in zip((0, 1, 2), fds):
-                os.dup2(fd, target)
-            os.chdir(request["cwd"])
-            os.environ.clear()
-            os.environ.update(request["env"])
-            conn.sendall(json.dumps({"pid": os.getpid()}).encode() + b"\\n")
-            sys.argv = request["argv"]
-            try:
-                flwr_clientapp()
-                code = 0
-            except SystemExit as end:
-                code = end.code if isinstance(end.code, int) else int(end.code is not None)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            conn.sendall(json.dumps({"code": code}).encode() + b"\\n")
-        finally:
-            os._exit(code)
-    for fd in fds:
-        os.close(fd)
-    conn.close()
-"""
-
-SHIM = """#!{python} -S
-import json, os, signal, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.connect(os.environ["FEDTUTOR_ZYGOTE"])
-request = {{"argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd()}}
-socket.send_fds(s, [json.dumps(request).encode()], [0, 1, 2])
-answers = s.makefile("rb")
-pid = json.loads(answers.readline())["pid"]
-def forward(signum, frame):
-    try:
-        os.kill(pid, signum)
-    except OSError:
-        pass
-for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(signum, forward)
-line = answers.readline()
-sys.exit(json.loads(line)["code"] if line else 1)
-"""
-
-USE_ZYGOTE = """
-import os, subprocess, sys, tempfile
-from pathlib import Path
-from fedtutor.course import launcher
-
-folder = Path(tempfile.mkdtemp(prefix="zygote-"))
-(folder / "bin").mkdir()
-(folder / "zygote.py").write_text(ZYGOTE_SERVER)
-shim = folder / "bin" / "flwr-clientapp"
-shim.write_text(SHIM.format(python=sys.executable))
-shim.chmod(0o755)
-environment, start = launcher.Deployment._environment, launcher.Deployment.start
-
-def zygote_environment(self):
-    env = environment(self)
-    env["PATH"] = f"{folder / 'bin'}{os.pathsep}{env['PATH']}"  # the shim before Flower's flwr-clientapp
-    env["FEDTUTOR_ZYGOTE"] = str(folder / "zygote.sock")
-    return env
-
-def zygote_start(self):  # the fork server carries the run's token: stop() ends it with the rest
-    zygote = subprocess.Popen([sys.executable, str(folder / "zygote.py"), self.env["FEDTUTOR_ZYGOTE"]],
-                              env=self.env, stdout=subprocess.PIPE, text=True)
-    assert zygote.stdout.readline().strip() == "ready"
-    start(self)
-
-launcher.Deployment._environment, launcher.Deployment.start = zygote_environment, zygote_start
-"""
-
-
 def program(proc) -> str:
     """A short name for a process of the tree: flower-supernode, flwr-clientapp, python (the launcher) ..."""
     try:
-        line = proc.cmdline()
+        line, comm = proc.cmdline(), proc.name()
     except Exception:  # noqa: BLE001 - gone meanwhile
         return "?"
+    if "fedtutor.course.forkserver" in line:  # a process forked by the fork server names itself
+        return f"{comm} (forked)" if comm.startswith("flwr") else "fork server"
     names = [Path(part).name for part in line[:3]]
     flower = [n for n in names if n.startswith(("flower-", "flwr"))]
     return flower[0] if flower else (names[0] if names else "?")
@@ -227,19 +137,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full", action="store_true", help="notebook 11's full-mode configuration")
     parser.add_argument("--only", choices=["classroom", "notebook11"], help="run one workload")
-    parser.add_argument("--zygote", action="store_true", help="also (b) with the fork-server prototype")
+    parser.add_argument("--compare", action="store_true", help="also each workload without the fork server")
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(REPO), FLWR_TELEMETRY_ENABLED="0")
-    runs = {"baseline: python -c 'import torch'": [sys.executable, "-c", "import torch, time; time.sleep(1)"]}
-    if args.only in (None, "classroom"):
-        runs["(a) classroom, 2 local students"] = [sys.executable, "-c", textwrap.dedent(CLASSROOM)]
-    if args.only in (None, "notebook11"):
-        mode = "full" if args.full else "quick"
-        runs[f"(b) notebook 11 deployment, {mode}"] = [sys.executable, "-c", textwrap.dedent(NOTEBOOK11), mode]
-        if args.zygote:
-            patch = f"ZYGOTE_SERVER = {ZYGOTE_SERVER!r}\nSHIM = {SHIM!r}\n{USE_ZYGOTE}"
-            runs[f"(b) ... {mode}, zygote shape"] = [sys.executable, "-c", patch + textwrap.dedent(NOTEBOOK11), mode]
-    results = {name: measure(command, 900, env) for name, command in runs.items()}
+    runs = {"baseline: python -c 'import torch'": ([sys.executable, "-c", "import torch, time; time.sleep(1)"], "")}
+    mode = "full" if args.full else "quick"
+    workloads = {
+        "(a) classroom, 2 local students": [sys.executable, "-c", textwrap.dedent(CLASSROOM)],
+        f"(b) notebook 11 deployment, {mode}": [sys.executable, "-c", textwrap.dedent(NOTEBOOK11), mode],
+    }
+    for name, command in workloads.items():
+        if args.only is None or args.only in name.replace(" ", ""):
+            runs[name] = (command, "")
+            if args.compare:  # Flower's own shape: one fresh app process per message
+                runs[f"{name}, no fork server"] = (command, "0")
+    results = {
+        name: measure(command, 900, dict(env, FEDTUTOR_FORKSERVER=switch)) for name, (command, switch) in runs.items()
+    }
     base = next(iter(results.values()))["peak_mb"]
     print(f"{'workload':<40} {'peak MB':>8} {'x torch':>8} {'target':>7} {'wall s':>7}")
     for name, r in results.items():

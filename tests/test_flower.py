@@ -486,6 +486,24 @@ def started(mark: str, port: int) -> bool:
     return len(marked(mark)) >= 6 and bool(processes_using(range(port + 1, port + 3)))
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux-only")
+def test_the_fork_server_changes_no_number(tmp_path):
+    """Flower's own shape (a fresh process per message: macOS and Windows) and the fork server's."""
+    rounds = {}
+    for switch in ("1", "0"):
+        port = free_port_block(3)
+        command = [sys.executable, "-m", "fedtutor", "flower", "--clients", "2", "--rounds", "1", "--port", str(port)]
+        env = dict(os.environ, FEDTUTOR_FORKSERVER=switch)
+        run = subprocess.run([*command, "--logs", str(tmp_path / switch)], env=env, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        rounds[switch] = [line for line in run.stdout.splitlines() if line.startswith("round ")]
+    assert len(rounds["1"]) == 1 and rounds["1"] == rounds["0"]
+    forked = (tmp_path / "1" / "forkserver.log").read_text()
+    assert forked.count("flwr-clientapp: process") == 2 and "flwr-serverapp: process" in forked
+    assert not (tmp_path / "0" / "forkserver.log").exists()
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals and Linux's parent-death signal")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_to_the_launcher_stops_every_process(tmp_path, signum):

@@ -6,6 +6,8 @@
 - ``student``    student versions of the notebooks, solutions replaced by placeholders
 - ``exercises``  ``check()`` / ``hint()`` / ``solution()``: one module of checkers per notebook
 - ``launcher``   starts and stops the Flower processes of a deployment (``fedtutor flower``)
+- ``forkserver`` forks Flower's app processes from one that imported torch once (``_forkshim``
+                 stands in for ``flwr-clientapp``/``flwr-serverapp``/``flwr`` and asks it)
 
 Notebooks import ``from fedtutor.course import check, given, hint, solution``.
 """

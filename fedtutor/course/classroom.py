@@ -36,7 +36,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -223,23 +222,6 @@ def _respond(conn: ssl.SSLSocket, status: int, body: bytes, kind: str = "text/pl
 # ----------------------------------------------------------------------------- the instructor's side
 
 
-def _environment(home: Path, data_folder: Path | None) -> dict[str, str]:
-    """The environment of every Flower process: this venv's commands, fedtutor importable, no telemetry."""
-    from fedtutor import data
-    from fedtutor.flower import DATA_FOLDER_ENV
-
-    scripts = Path(sysconfig.get_path("scripts"))
-    env = dict(os.environ)
-    env["PATH"] = str(scripts) + os.pathsep + env.get("PATH", "")
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2]) + os.pathsep + env.get("PYTHONPATH", "")
-    env["FLWR_HOME"] = str(home)
-    env["FLWR_TELEMETRY_ENABLED"] = "0"
-    env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
-    env[DATA_FOLDER_ENV] = str(data_folder or data.mnist_source().root / "MNIST" / "raw")
-    return env
-
-
 class Classroom:
     """The instructor's server: SuperLink (TLS + SuperNode auth) on loopback, the gateway on ``host:port``.
 
@@ -263,7 +245,6 @@ class Classroom:
         internal = free_port_block(1, start=port + 1)  # the SuperLink's own port, loopback only
         self.config = replace(config, host="127.0.0.1", port=internal)
         self.deployment = Deployment(self.config, folder, echo, data_folder)  # processes, progress, stop()
-        self.deployment.env = _environment(folder / "flwr-home", data_folder)
         self.gateway: Gateway | None = None
         self.keys: dict[str, int] = {}
 
@@ -315,6 +296,9 @@ class Classroom:
         command = ["flower-superlink", "--ssl-ca-certfile", f / "ca.pem", "--ssl-certfile", f / "server.pem"]
         command += ["--ssl-keyfile", f / "server.key", "--enable-supernode-auth"]
         command += ["--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", str(c.port)]
+        from fedtutor.course.launcher import start_forkserver
+
+        self.deployment.forkserver, self.deployment.env = start_forkserver(f, self.deployment.env)
         self.deployment.superlink = self.deployment._spawn("superlink", [str(a) for a in command])
         self.deployment._wait_for_port("127.0.0.1", c.port, timeout=60.0)
         self._enrol()
@@ -599,14 +583,14 @@ class Student:
         self.key_path.unlink(missing_ok=True)
         _write_private(self.key_path, private_key)
         self.ca_path.write_text(ca_cert)
-        self.env = _environment(folder / "flwr-home", data_folder)
         # Every process of this SuperNode (and the SuperExec and ClientApps it starts) inherits the
         # token, so stop() finds them all, whoever their parent is by then.
-        from fedtutor.flower import RUN_ENV
+        from fedtutor.course.launcher import flower_environment
 
         self.token = uuid.uuid4().hex
-        self.env[RUN_ENV] = self.token
+        self.env = flower_environment(folder / "flwr-home", data_folder, self.token)
         self.process: subprocess.Popen | None = None
+        self.forkserver: subprocess.Popen | None = None  # its own, not a shared one
         self.log = folder / f"student-{number}.log"
         self._seen: dict[int, object] = {}
 
@@ -620,12 +604,19 @@ class Student:
             *("--host", "127.0.0.1", "--port", str(local_port)),
         ]
 
-    def start(self) -> None:
+    def start(self, share_forkserver: Classroom | None = None) -> None:
+        """Start the SuperNode. ``share_forkserver``: a classroom on this same machine whose fork server
+        (``forkserver``) the student's ClientApps may use, instead of starting one of its own."""
+        from fedtutor.course import forkserver
+        from fedtutor.course.launcher import child_options, start_forkserver
+
         with socket.create_server(("127.0.0.1", 0)) as probe:  # a port the OS says is free right now
             local_port = probe.getsockname()[1]
         command = self.command(local_port)
-        from fedtutor.course.launcher import child_options
-
+        if share_forkserver is not None and forkserver.SOCKET_ENV in share_forkserver.deployment.env:
+            self.env = forkserver.use(share_forkserver.deployment.env, self.env)
+        else:  # stop() ends it with the rest: it carries the token
+            self.forkserver, self.env = start_forkserver(self.folder, self.env)
         with open(self.log, "wb") as log:
             options = child_options()  # its own session; on Linux it dies with this process
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, **options)
@@ -659,18 +650,17 @@ class Student:
     def stop(self) -> None:
         import psutil
 
-        from fedtutor.course.launcher import run_processes
+        from fedtutor.course import forkserver
+        from fedtutor.course.launcher import kill_survivors, run_processes
 
         self.remember()
         procs = list({p.pid: p for p in [*self._seen.values(), *run_processes(self.token)] if p.is_running()}.values())
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=5)
-        for proc in alive:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(alive, timeout=5)
+        kill_survivors(procs, grace=5)
+        if self.forkserver is not None:
+            forkserver.remove_socket(self.env)
         if self.process is not None:
             with contextlib.suppress(Exception):
                 self.process.wait(timeout=5)

@@ -210,6 +210,16 @@ def run_processes(token: str) -> list:
     return found
 
 
+def kill_survivors(procs: list, grace: float) -> None:
+    """Wait up to ``grace`` s for these processes (psutil.Process objects) to end; SIGKILL the rest."""
+    import psutil
+
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive:
+        _quietly(proc.kill)
+    psutil.wait_procs(alive, timeout=5)
+
+
 def _die_with_parent() -> None:
     """In a child, before exec: Linux sends it SIGTERM when the thread that started it ends."""
     import ctypes
@@ -225,6 +235,38 @@ def child_options() -> dict:
     if sys.platform.startswith("linux"):
         options["preexec_fn"] = _die_with_parent
     return options
+
+
+def flower_environment(home: Path, data_folder: Path | None, token: str) -> dict[str, str]:
+    """The environment of every Flower process of a run: this venv's commands first, fedtutor
+    importable, Flower's home, no telemetry, the data folder, and the run's token."""
+    scripts = Path(sysconfig.get_path("scripts"))
+    if shutil.which("flower-superlink", path=str(scripts)) is None:
+        raise DeploymentError(
+            f"Flower's commands (flower-superlink, ...) are not in {scripts}. Fix: {INSTALL_HINT} "
+            "in the environment that runs this Python."
+        )
+    env = dict(os.environ)
+    # Flower starts helper processes by command name, so this environment's commands come first.
+    env["PATH"] = str(scripts) + os.pathsep + env.get("PATH", "")
+    package_root = str(Path(__file__).resolve().parents[2])  # fedtutor importable in every process
+    env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
+    env["FLWR_HOME"] = str(home)
+    env["FLWR_TELEMETRY_ENABLED"] = "0"  # no network calls from a classroom laptop
+    env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
+    # Found once here, so every process reads the same files (see fedtutor.flower.load_split).
+    env[DATA_FOLDER_ENV] = str(data_folder or data.mnist_source().root / "MNIST" / "raw")
+    env["PYTHONUNBUFFERED"] = "1"
+    env[RUN_ENV] = token
+    return env
+
+
+def start_forkserver(folder: Path, env: dict[str, str]) -> tuple[subprocess.Popen | None, dict[str, str]]:
+    """The fork server for this run's app processes where it is wanted (see ``forkserver``), and the
+    environment for the Flower processes that will use it."""
+    from fedtutor.course import forkserver
+
+    return forkserver.start(folder, env, child_options()) if forkserver.wanted() else (None, env)
 
 
 class Deployment:
@@ -251,28 +293,11 @@ class Deployment:
         self.token = uuid.uuid4().hex
         self.env = self._environment()
         self.watchdog: subprocess.Popen | None = None
+        self.forkserver: subprocess.Popen | None = None
 
     # -- setup
     def _environment(self) -> dict[str, str]:
-        scripts = Path(sysconfig.get_path("scripts"))
-        if shutil.which("flower-superlink", path=str(scripts)) is None:
-            raise DeploymentError(
-                f"Flower's commands (flower-superlink, ...) are not in {scripts}. Fix: {INSTALL_HINT} "
-                "in the environment that runs this Python."
-            )
-        env = dict(os.environ)
-        # Flower starts helper processes by command name, so this environment's commands come first.
-        env["PATH"] = str(scripts) + os.pathsep + env.get("PATH", "")
-        package_root = str(Path(__file__).resolve().parent.parent)  # fedtutor importable in every process
-        env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
-        env["FLWR_HOME"] = str(self.workdir / "flwr-home")
-        env["FLWR_TELEMETRY_ENABLED"] = "0"  # no network calls from a classroom laptop
-        env["FLWR_DISABLE_UPDATE_CHECK"] = "1"
-        # Found once here, so every process reads the same files (see fedtutor.flower.load_split).
-        env[DATA_FOLDER_ENV] = str(self.data_folder or data.mnist_source().root / "MNIST" / "raw")
-        env["PYTHONUNBUFFERED"] = "1"
-        env[RUN_ENV] = self.token
-        return env
+        return flower_environment(self.workdir / "flwr-home", self.data_folder, self.token)
 
     def _write_app(self) -> Path:
         app = self.workdir / "app"
@@ -318,6 +343,7 @@ class Deployment:
             self.watchdog = subprocess.Popen(
                 [sys.executable, "-c", WATCHDOG, self.token], stdin=subprocess.PIPE, start_new_session=True
             )
+        self.forkserver, self.env = start_forkserver(self.workdir, self.env)
         commands = deployment_commands(c, app)
         self.superlink = self._spawn("superlink", commands["superlink"])
         for i in range(c.clients):
@@ -390,23 +416,21 @@ class Deployment:
             return []
 
     def stop(self) -> None:
-        """SIGTERM to the SuperNodes, then the SuperLink; 5 s later SIGKILL to anything of the run left."""
-        import psutil
-
+        """SIGTERM to the SuperNodes, the SuperLink, the fork server; 5 s later SIGKILL to anything left."""
         try:
             # Clients first, then the server; psutil.Process remembers each start time, so a reused
             # pid is never signalled by mistake.
-            ordered = [p for p in (*self.supernodes, self.superlink) if p is not None]
+            ordered = [p for p in (*self.supernodes, self.superlink, self.forkserver) if p is not None]
             for process in ordered:
                 if process.poll() is None:
                     _quietly(process.send_signal, signal.SIGTERM)
-            _, alive = psutil.wait_procs(run_processes(self.token), timeout=5)
-            for proc in alive:
-                _quietly(proc.kill)
-            psutil.wait_procs(alive, timeout=5)
+            kill_survivors(run_processes(self.token), grace=5)
             for process in ordered:
                 _quietly(process.wait, timeout=5)
         finally:  # even if a second signal cut the above short: the watchdog sweeps what is left
+            from fedtutor.course import forkserver
+
+            forkserver.remove_socket(self.env)
             if self.watchdog is not None:
                 _quietly(self.watchdog.stdin.close)
                 _quietly(self.watchdog.wait, timeout=10)
