@@ -95,7 +95,7 @@ def program(proc) -> str:
     except Exception:  # noqa: BLE001 - gone meanwhile
         return "?"
     if "fedtutor.course.forkserver" in line:  # a process forked by the fork server names itself
-        return f"{comm} (forked)" if comm.startswith("flwr") else "fork server"
+        return f"{comm} (forked)" if comm.startswith(("flwr", "flower")) else "fork server"
     names = [Path(part).name for part in line[:3]]
     flower = [n for n in names if n.startswith(("flower-", "flwr"))]
     return flower[0] if flower else (names[0] if names else "?")

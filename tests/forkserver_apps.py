@@ -32,3 +32,13 @@ def linger() -> None:
     Path(sys.argv[1]).write_text(str(os.getpid()))
     while True:
         time.sleep(0.1)
+
+
+def parent() -> None:
+    """Start a child process (as a SuperExec starts ClientApps), write both pids, then wait."""
+    import subprocess
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    Path(sys.argv[1]).write_text(f"{os.getpid()} {child.pid}")
+    while True:
+        time.sleep(0.1)

@@ -28,7 +28,12 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 
 psutil = pytest.importorskip("psutil")
 TESTS = Path(__file__).resolve().parent
-APPS = {"report": "forkserver_apps:report", "linger": "forkserver_apps:linger", "true": "forkserver_apps:report"}
+APPS = {
+    "report": "forkserver_apps:report",
+    "linger": "forkserver_apps:linger",
+    "parent": "forkserver_apps:parent",
+    "true": "forkserver_apps:report",
+}
 
 
 @pytest.fixture
@@ -121,6 +126,20 @@ def test_an_app_never_outlives_its_launcher_killed_without_warning(server, tmp_p
     run.kill()
     run.wait(timeout=10)
     assert gone(pid, 10), "the app process outlived its SIGKILLed launcher"
+
+
+def test_what_an_app_started_ends_with_its_launcher(server, tmp_path):
+    """A SuperExec starts ClientApps: killing the SuperNode's tree must take them too, as without the server."""
+    _, env = server
+    run = launch(env, "parent", str(tmp_path / "pids"))
+    deadline = time.monotonic() + 30
+    while not ((tmp_path / "pids").exists() and " " in (tmp_path / "pids").read_text()):
+        assert time.monotonic() < deadline, "the app never started its child"
+        time.sleep(0.05)
+    app, child = (int(pid) for pid in (tmp_path / "pids").read_text().split())
+    run.kill()
+    run.wait(timeout=10)
+    assert gone(app, 10) and gone(child, 10), "a process outlived the launcher that stood for its parent"
 
 
 def test_an_app_never_outlives_the_server(server, tmp_path):

@@ -1,26 +1,27 @@
-"""A fork server for Flower's app processes: torch is imported once per machine, not once per message.
+"""A fork server for Flower's processes: torch is imported once per machine, not once per message.
 
 Why: Flower 1.42's SuperExec starts a fresh ``flwr-clientapp`` (or ``flwr-serverapp``) process
 for every message it handles, and each one imports torch: about 280 MB of private memory per
 process (most of it the heap and the tables torch builds at import), so a two-client run on one
 laptop weighed 2.3-3.1 GB. Forked from one process that has imported torch, Flower and fedtutor,
-an app process shares those pages copy-on-write and pays only for what it writes.
+a process shares those pages copy-on-write and pays only for what it writes.
 Measured in docs/benchmarks.md ("Flower's process tree").
 
 How it works (Linux only; elsewhere Flower starts its own processes, as it always does):
 - ``start`` launches ``python -m fedtutor.course.forkserver SOCKET`` (the *server*), which imports
-  everything, then waits on a Unix socket in a folder only this user can open, and writes two
-  small launchers, ``flwr-clientapp``, ``flwr-serverapp`` and ``flwr`` (whose ``flwr run`` imports
-  the app to check it), into the server's private
-  folder, put first on the ``PATH`` of the Flower processes.
+  everything, then waits on a Unix socket in a folder only this user can open. In that folder
+  are small launchers named like the commands it stands in for (``ENTRY_POINTS``: the apps,
+  ``flwr``, whose ``flwr run`` imports the app to check it, and ``flower-superexec``), put first
+  on the ``PATH`` of the Flower processes.
 - When Flower runs ``flwr-clientapp ARGS``, the launcher (``_forkshim.py``: the standard library
-  only, ~10 MB) sends its arguments, environment, working folder and stdin/stdout/stderr to the
+  only, ~5 MB) sends its arguments, environment, working folder and stdin/stdout/stderr to the
   server. The server forks; the child takes them over and runs Flower's own ``flwr-clientapp``
   entry point, in a process named ``flwr-clientapp``. The launcher passes SIGTERM/SIGINT/SIGHUP
   on to it and exits with its status.
-- Nothing outlives its owner: the child ends when its launcher is gone (even by SIGKILL: the
-  socket closes) or when the server is gone (Linux's parent-death signal); the server carries
-  the run's token and dies with the process that started it, like every Flower process.
+- Nothing outlives its owner: the child, and what it started, end when its launcher is gone
+  (even by SIGKILL: the socket closes); the child ends when the server is gone (Linux's
+  parent-death signal); the server carries the run's token and dies with the process that
+  started it, like every Flower process.
 - The learner's own app files are never imported by the server: each child imports them afresh,
   so an edit between two runs is always seen.
 - The server imports while Flower starts; a launcher waits for its socket. If the server is gone
@@ -50,6 +51,7 @@ SHIM = Path(__file__).with_name("_forkshim.py")
 # is one: it imports the app to check it, so on its own it weighs as much as an app process.
 ENTRY_POINTS = {
     "flwr": "flwr.cli.app:app",
+    "flower-superexec": "flwr.supercore.cli:flower_superexec",  # one per SuperNode, for the whole run
     "flwr-clientapp": "flwr.supernode.cli:flwr_clientapp",
     "flwr-serverapp": "flwr.superlink.cli:flwr_serverapp",
 }
@@ -163,6 +165,7 @@ def _fork_child(conn: socket.socket, listener: socket.socket, entries: dict) -> 
         return
     code = 1
     try:  # the child: become the app process the launcher stands for
+        os.setsid()  # a process group of its own, so that its end can take what it started with it
         listener.close()
         _die_with(server)
         for target, fd in zip((0, 1, 2), fds, strict=True):
@@ -213,14 +216,15 @@ def _name_process(name: str) -> None:
 
 
 def _end_with_launcher(conn: socket.socket) -> None:
-    """A thread that ends this process when the launcher's end of the socket closes (it was killed)."""
+    """A thread that ends this process, and the processes it started, when the launcher's end of the
+    socket closes (the launcher was killed: whoever killed it meant this process and its children)."""
     import threading
 
     def watch() -> None:
         with contextlib.suppress(OSError):
             while conn.recv(64):
                 pass
-        os._exit(1)
+        os.killpg(0, signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True, name="launcher-watch").start()
 
