@@ -207,6 +207,15 @@ def test_without_the_server_the_real_command_runs(server):
     assert "fork server unavailable" in err and "running /" in err
 
 
+def test_only_the_server_s_own_folder_is_ever_removed(tmp_path):
+    """The variable can come from the user's environment: clean-up must not delete what it names."""
+    mine = tmp_path / "notes"
+    mine.mkdir()
+    (mine / "s").write_text("a learner's file")
+    forkserver.remove_socket({forkserver.SOCKET_ENV: str(mine / "s")})
+    assert (mine / "s").read_text() == "a learner's file"
+
+
 def test_a_launcher_started_before_the_server_is_ready_waits_for_it(tmp_path):
     """start() returns at once (the server imports while Flower starts): the first launcher must wait."""
     env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")

@@ -46,6 +46,7 @@ import tempfile
 from pathlib import Path
 
 SOCKET_ENV = "FEDTUTOR_FORKSERVER"
+FOLDER_PREFIX = "fedtutor-fork-"  # the server's private folder, in the system's temporary folder
 SHIM = Path(__file__).with_name("_forkshim.py")
 # The commands the server runs, and the entry point behind each (Flower's console scripts). `flwr run`
 # is one: it imports the app to check it, so on its own it weighs as much as an app process.
@@ -74,7 +75,7 @@ def start(
     process (its session, its death with ours). ``entry_points``: the commands it stands in for
     (tests use their own).
     """
-    private = Path(tempfile.mkdtemp(prefix="fedtutor-fork-"))  # mode 0700: nobody else can connect
+    private = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))  # mode 0700: nobody else can connect
     path = private / "s"  # short: a socket's path is limited to 107 bytes
     (private / "bin").mkdir()
     for command in entry_points:
@@ -105,9 +106,12 @@ def _write_launcher(path: Path, real: str) -> None:
 
 
 def remove_socket(env: dict[str, str]) -> None:
-    """Remove the server's private folder (the server does on SIGTERM; this covers a SIGKILL)."""
-    if env.get(SOCKET_ENV, "0") != "0":
-        shutil.rmtree(Path(env[SOCKET_ENV]).parent, ignore_errors=True)
+    """Remove the server's private folder (the server does on SIGTERM; this covers a SIGKILL).
+
+    Only a folder ``start`` made: the variable may come from the user's own environment."""
+    folder = Path(env.get(SOCKET_ENV, "0")).parent
+    if folder.name.startswith(FOLDER_PREFIX) and folder.parent == Path(tempfile.gettempdir()):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------- the server
