@@ -265,7 +265,12 @@ def _expect_noisy_mean(noisy_mean: Callable, clip: Callable) -> None:
     clipped = [call_learner(clip, u, clip_norm, name="clip_on_client") for u in raw]  # what the clients upload
     mean = torch.stack(clipped).mean(dim=0)
 
-    out = call_learner(noisy_mean, [c.clone() for c in clipped], clip_norm, 0.0, torch.Generator(), name="noisy_mean")
+    def run(noise_multiplier: float, generator: torch.Generator) -> object:
+        """The learner's noisy_mean on fresh copies of the clipped updates (it may change them in place)."""
+        copies = [c.clone() for c in clipped]
+        return call_learner(noisy_mean, copies, clip_norm, noise_multiplier, generator, name="noisy_mean")
+
+    out = run(0.0, torch.Generator())
     expect(isinstance(out, torch.Tensor), f"noisy_mean should return a tensor, got {type(out).__name__}.")
     expect(out.shape == mean.shape, f"noisy_mean should return one (P,) vector, got shape {tuple(out.shape)}.")
     if not torch.allclose(out, mean, atol=1e-6):
@@ -283,14 +288,7 @@ def _expect_noisy_mean(noisy_mean: Callable, clip: Callable) -> None:
             "given (every client weighted equally)."
         )
 
-    out = call_learner(
-        noisy_mean,
-        [c.clone() for c in clipped],
-        clip_norm,
-        sigma,
-        torch.Generator().manual_seed(seed),
-        name="noisy_mean",
-    )
+    out = run(sigma, torch.Generator().manual_seed(seed))
     noise = (out - mean).double()
     want, got = sigma * clip_norm / clients, noise.std().item()
     expect(got > 0, "The output equals the mean: no noise was added. Add N(0, (sigma * S / m)^2) to every coordinate.")
@@ -315,14 +313,7 @@ def _expect_noisy_mean(noisy_mean: Callable, clip: Callable) -> None:
         f"{tails:.1%} of the noise lies beyond 2 std, a Gaussian has 4.6%: draw it with "
         "torch.randn(..., generator=...).",
     )
-    again = call_learner(
-        noisy_mean,
-        [c.clone() for c in clipped],
-        clip_norm,
-        sigma,
-        torch.Generator().manual_seed(seed),
-        name="noisy_mean",
-    )
+    again = run(sigma, torch.Generator().manual_seed(seed))
     expect(
         torch.equal(out, again),
         "Two calls with generators of the same seed gave different noise: draw the noise from the generator "
