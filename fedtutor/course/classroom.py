@@ -613,7 +613,7 @@ class Student:
         with socket.create_server(("127.0.0.1", 0)) as probe:  # a port the OS says is free right now
             local_port = probe.getsockname()[1]
         command = self.command(local_port)
-        if share_forkserver is not None and forkserver.SOCKET_ENV in share_forkserver.deployment.env:
+        if share_forkserver is not None and share_forkserver.deployment.forkserver is not None:
             self.env = forkserver.use(share_forkserver.deployment.env, self.env)
         else:  # stop() ends it with the rest: it carries the token
             self.forkserver, self.env = start_forkserver(self.folder, self.env)
