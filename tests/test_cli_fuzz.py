@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedtutor.course import cli, doctor, launcher, student
+from fedtutor.course import cli, doctor, edition, launcher, student
 from fedtutor.course import workspace as ws
 
 PARSER = cli.build_parser()
@@ -55,6 +55,7 @@ def no_work(monkeypatch, tmp_path):
     monkeypatch.setattr(ws, "launch_jupyter", lambda *a, **k: 0)
     nothing = types.SimpleNamespace(conflicts=[], written=[], unchanged=[])
     monkeypatch.setattr(student, "write_student_versions", lambda *a, **k: nothing)
+    monkeypatch.setattr(edition, "build_edition", lambda *a, **k: [])
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

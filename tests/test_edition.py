@@ -131,4 +131,6 @@ def test_solution_says_off_for_a_class_and_works_for_a_self_learner(monkeypatch,
 def test_edition_is_a_subcommand(tmp_path, capsys):
     assert main(["edition", str(NOTEBOOKS), str(tmp_path / "class")]) == 0
     assert "no solution line" in capsys.readouterr().out
-    assert main(["edition", str(tmp_path / "missing"), str(tmp_path / "x")]) == 1
+    assert main(["edition", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2  # a usage error, like `student`
+    assert "fedtutor edition: error: SRC: " in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before any work

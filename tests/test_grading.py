@@ -274,5 +274,6 @@ def test_bad_input_gets_a_clear_error(tmp_path):
 def test_grade_is_a_subcommand(tmp_path, capsys):
     from fedtutor.course.cli import main
 
-    assert main(["grade", str(tmp_path / "nowhere"), "--course", str(tmp_path)]) == 1
-    assert "not a folder" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "nowhere"), "--course", str(tmp_path)]) == 2  # a bad input: usage error
+    err = capsys.readouterr().err
+    assert "fedtutor grade: error: " in err and "not a folder" in err

@@ -295,8 +295,9 @@ def add_start_command(subparsers) -> None:
 # ----------------------------------------------------------------------------- fedtutor student
 
 
-def student(args: argparse.Namespace) -> int:
-    from fedtutor.course.student import CourseError, MarkerError, check_paths, write_student_versions
+def course_paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """SRC and DEST of ``student`` and ``edition``, checked before any work: a bad one is a usage error."""
+    from fedtutor.course.student import CourseError, check_paths
 
     src, dest = given_path("SRC", args.src), given_path("DEST", args.dest)
     check_folder("DEST", str(dest.parent if dest.suffix == ".ipynb" else dest))
@@ -304,6 +305,13 @@ def student(args: argparse.Namespace) -> int:
         check_paths(src, dest)
     except CourseError as err:
         raise UsageError(str(err)) from None
+    return src, dest
+
+
+def student(args: argparse.Namespace) -> int:
+    from fedtutor.course.student import CourseError, MarkerError, write_student_versions
+
+    src, dest = course_paths(args)
     try:
         build = write_student_versions(src, dest, force=args.force)
     except (CourseError, MarkerError, OSError) as err:

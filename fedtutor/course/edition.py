@@ -240,10 +240,12 @@ def build_edition(source: Path, dest: Path, package: bool = False, force: bool =
 
 
 def edition_command(args: argparse.Namespace) -> int:
+    from fedtutor.course.cli import course_paths
     from fedtutor.course.student import CourseError, MarkerError
 
+    src, dest = course_paths(args)  # as `fedtutor student` checks them: a bad one exits 2 before any work
     try:
-        lines = build_edition(Path(args.src), Path(args.dest), package=args.package, force=args.force)
+        lines = build_edition(src, dest, package=args.package, force=args.force)
     except (EditionError, CourseError, MarkerError, OSError) as err:
         print(f"fedtutor edition: {err}", file=sys.stderr)
         return 1

@@ -692,9 +692,10 @@ def grade_command(args: argparse.Namespace) -> int:
         rows = grade(
             Path(args.submissions), course, Path(args.hidden_tests) if args.hidden_tests else None, args.jobs, limits
         )
-    except (GradeError, CourseError) as err:
-        print(f"fedtutor grade: {err}", file=sys.stderr)
-        return 1
+    except (GradeError, CourseError) as err:  # all raised by the checks of the inputs, before any notebook runs
+        from fedtutor.course.cli import UsageError
+
+        raise UsageError(str(err)) from None  # exit 2, one line, as for any bad option
     paths = write_csvs(rows, Path(args.out))
     print(format_summary(rows))
     print(
